@@ -1,0 +1,1 @@
+"""Airflow DAG files (orchestration only; importable from the repo root for tests)."""

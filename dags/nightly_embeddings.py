@@ -1,0 +1,150 @@
+"""The nightly embeddings DAG: orchestration only.
+
+This file imports Airflow and the standard library alone (Airflow's "Top level Python Code" practice);
+torch, pyspark and faiss are imported inside the processes the tasks start. Stages exchange data only
+through the documented tables of the lake (docs/DATA.md), never through XCom.
+
+Adding a stage: append a ``Stage`` to ``STAGES`` with its upstream stage names.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shlex
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.providers.standard.operators.bash import BashOperator
+from airflow.sdk import DAG, Param
+
+DAG_ID = "nightly_embeddings"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable  # the environment that runs Airflow also runs the jobs
+
+# Run types as Airflow writes them on a DagRun.
+SCHEDULED, BACKFILL, MANUAL, ASSET_TRIGGERED = "scheduled", "backfill", "manual", "asset_triggered"
+
+
+def partition_ds(run_type: str, logical_date: dt.datetime | None, requested_ds: str | None) -> str:
+    """The partition ``ds`` (YYYY-MM-DD) a run processes.
+
+    * scheduled and backfill runs: the UTC day that ended before the run's logical date (the DAG runs at
+      02:00 UTC, so the run of 2026-11-22 02:00 processes ds=2026-11-21); a ``ds`` param that disagrees
+      is an error rather than silently winning.
+    * manual runs: the ``ds`` param when given, else the day before the logical date.
+
+    Raises:
+        ValueError: an unparseable ``ds`` param, a missing logical date, or a conflicting param.
+    """
+    requested = None
+    if requested_ds not in (None, ""):
+        try:
+            requested = dt.date.fromisoformat(str(requested_ds)).isoformat()
+        except ValueError:
+            raise ValueError(f"ds param must be YYYY-MM-DD, got {requested_ds!r}") from None
+    if run_type == MANUAL and requested is not None:
+        return requested
+    if logical_date is None:
+        raise ValueError(f"a {run_type} run without a logical date needs an explicit ds param")
+    utc = logical_date.astimezone(dt.timezone.utc) if logical_date.tzinfo else logical_date
+    derived = (utc.date() - dt.timedelta(days=1)).isoformat()
+    if requested is not None and requested != derived:
+        raise ValueError(
+            f"a {run_type} run with logical date {logical_date.isoformat()} processes ds={derived}; "
+            f"the ds param {requested} is only honoured on manual runs"
+        )
+    return derived
+
+
+def run_ds(dag_run, params) -> str:
+    """Template macro: ``{{ run_ds(dag_run, params) }}``."""
+    run_type = getattr(dag_run.run_type, "value", dag_run.run_type)
+    return partition_ds(str(run_type), dag_run.logical_date, (params or {}).get("ds"))
+
+
+DS = "{{ run_ds(dag_run, params) }}"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One task: a ``python -m jobs.<module>`` process or a ``spark-submit jobs/<module>.py``."""
+
+    task_id: str
+    module: str
+    upstream: tuple[str, ...] = ()
+    spark: bool = False
+    timeout: dt.timedelta = dt.timedelta(hours=2)
+    args: tuple[str, ...] = field(default=())
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("validate_inputs", "jobs.validate_inputs", timeout=dt.timedelta(minutes=30)),
+    Stage("build_features", "jobs.build_features", upstream=("validate_inputs",), timeout=dt.timedelta(hours=1)),
+)
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def _operator(stage: Stage):
+    args = ["--ds", DS, *stage.args]
+    if stage.spark:
+        return SparkSubmitOperator(
+            task_id=stage.task_id,
+            application=str(REPO_ROOT / (stage.module.replace(".", "/") + ".py")),
+            application_args=args,
+            conn_id="spark_default",
+            name=f"{DAG_ID}.{stage.task_id}",
+            driver_memory=os.environ.get("EMB_SPARK_DRIVER_MEMORY", "4g"),
+            conf={
+                "spark.pyspark.python": os.environ.get("PYSPARK_PYTHON", PYTHON),
+                "spark.sql.session.timeZone": "UTC",
+            },
+            env_vars={"PYTHONPATH": str(REPO_ROOT)},
+            execution_timeout=stage.timeout,
+            do_xcom_push=False,
+        )
+    command = " ".join([shlex.quote(PYTHON), "-m", stage.module, *args])
+    return BashOperator(
+        task_id=stage.task_id,
+        bash_command=command,
+        cwd=str(REPO_ROOT),
+        append_env=True,
+        do_xcom_push=False,  # stages exchange data through the lake only
+        execution_timeout=stage.timeout,
+    )
+
+
+with DAG(
+    dag_id=DAG_ID,
+    description="Nightly: validate inputs, content features, pin-board graph and PPR neighborhoods.",
+    schedule="0 2 * * *",
+    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+    catchup=False,
+    max_active_runs=1,
+    tags=["embeddings", "nightly"],
+    params={"ds": Param(None, type=["null", "string"], description="YYYY-MM-DD; manual runs only")},
+    user_defined_macros={"run_ds": run_ds},
+    default_args={
+        "owner": "embeddings",
+        "retries": _env_int("EMB_TASK_RETRIES", 2),
+        "retry_delay": dt.timedelta(minutes=_env_int("EMB_TASK_RETRY_DELAY_MIN", 5)),
+        "execution_timeout": dt.timedelta(hours=2),
+    },
+    doc_md=__doc__
+    + """
+### What a run does
+Each run processes one partition `ds` (the UTC day that just ended; a `ds` param on manual runs).
+`validate_inputs` checks the raw `events` partition and the `pins`/`boards` snapshots against the data
+contract and stops the run on bad input; later stages write ds-partitioned tables with manifests.
+See README.md and docs/DATA.md.
+""",
+) as dag:
+    tasks = {stage.task_id: _operator(stage) for stage in STAGES}
+    for stage in STAGES:
+        for upstream in stage.upstream:
+            tasks[upstream] >> tasks[stage.task_id]
