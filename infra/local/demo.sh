@@ -22,7 +22,7 @@ step "MLflow tracking and registry store: $MLFLOW_TRACKING_URI"
 python -c "from embeddings.registry.store import check_tracking_store as c; import os; print(c(os.environ['MLFLOW_TRACKING_URI']), 'experiments')"
 
 step "Synthetic data ($DEMO_SCALE preset) ending at ds=$DEMO_DS into $EMB_LAKE_URI"
-python -m jobs.generate_synthetic --preset "$DEMO_SCALE" --end-ds "$DEMO_DS" --lake-uri "$EMB_LAKE_URI"
+python -m jobs.generate_synthetic --scale "$DEMO_SCALE" --ds "$DEMO_DS" --lake-uri "$EMB_LAKE_URI"
 
 step "airflow dags test nightly_embeddings $LOGICAL_DATE (ds=$DEMO_DS)"
 log="$EMB_VAR_DIR/demo-dag-run.log"

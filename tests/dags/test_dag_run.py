@@ -1,0 +1,106 @@
+"""One real `airflow dags test` of the nightly DAG on tiny synthetic data, and one on bad input."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+pytestmark = [pytest.mark.airflow, pytest.mark.spark, pytest.mark.slow]
+
+DS = "2026-03-10"
+LOGICAL_DATE = "2026-03-11T02:00:00+00:00"
+
+
+def _env(tmp_path: Path, lake_uri: str) -> dict[str, str]:
+    venv_bin = str(Path(sys.executable).parent)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "EMB_", "MLFLOW"))}
+    env.update(
+        PATH=f"{venv_bin}:{env['PATH']}",
+        AIRFLOW_HOME=str(tmp_path / "airflow"),
+        AIRFLOW__CORE__DAGS_FOLDER=str(REPO_ROOT / "dags"),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW_CONN_SPARK_DEFAULT=json.dumps({"conn_type": "spark", "host": "local[2]"}),
+        EMB_VAR_DIR=str(tmp_path / "var"),
+        EMB_LAKE_URI=lake_uri,
+        MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        EMB_TASK_RETRIES="0",
+        EMB_SPARK_DRIVER_MEMORY="1g",
+        PYSPARK_PYTHON=sys.executable,
+        SPARK_LOCAL_IP="127.0.0.1",
+    )
+    return env
+
+
+def _airflow(env: dict[str, str], *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "airflow"), *args],
+        env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def _task_states(env: dict[str, str]) -> dict[str, str]:
+    runs = _airflow(env, "dags", "list-runs", "nightly_embeddings", "-o", "json")
+    run_id = json.loads(next(l for l in runs.stdout.splitlines() if l.startswith("[")))[0]["run_id"]
+    out = _airflow(env, "tasks", "states-for-dag-run", "nightly_embeddings", run_id, "-o", "json")
+    return {t["task_id"]: t["state"] for t in json.loads(next(l for l in out.stdout.splitlines() if l.startswith("[")))}
+
+
+@pytest.fixture(scope="module")
+def airflow_env(tmp_path_factory):
+    from jobs.generate_synthetic import GenerateSyntheticConfig, run
+
+    tmp_path = tmp_path_factory.mktemp("dagrun")
+    lake_uri = str(tmp_path / "lake")
+    run(GenerateSyntheticConfig(lake_uri=lake_uri, ds=dt.date.fromisoformat(DS), scale="tiny"))
+    env = _airflow_env = _env(tmp_path, lake_uri)
+    migrated = _airflow(env, "db", "migrate", timeout=300)
+    assert migrated.returncode == 0, migrated.stdout[-3000:] + migrated.stderr[-3000:]
+    return _airflow_env, lake_uri
+
+
+def test_nightly_dag_runs_end_to_end(airflow_env):
+    from dags.nightly_embeddings import STAGES
+    from embeddings.data.schemas import PIN_FEATURES
+    from embeddings.lake import Lake
+
+    env, lake_uri = airflow_env
+    result = _airflow(env, "dags", "test", "nightly_embeddings", LOGICAL_DATE, "-c", json.dumps({"ds": DS}))
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-5000:]
+    states = _task_states(env)
+    assert states == {s.task_id: "success" for s in STAGES}, log[-5000:]
+    assert Lake(lake_uri).read_manifest(PIN_FEATURES, DS).row_count > 0
+
+
+def test_bad_input_stops_the_run_before_any_stage(airflow_env, tmp_path):
+    from embeddings.data.schemas import EVENTS, PIN_FEATURES
+    from embeddings.lake import Lake
+
+    env, lake_uri = airflow_env
+    lake = Lake(lake_uri)
+    bad_ds = "2026-03-09"
+    published = lake.read_manifest(PIN_FEATURES, bad_ds) if lake.exists(PIN_FEATURES, bad_ds) else None
+    events = lake.read(EVENTS, bad_ds)
+    actions = events.column("action").to_pylist()
+    actions[0] = "repin"  # not in the closed set
+    lake.write(EVENTS, events.set_column(events.schema.get_field_index("action"), "action", pa.array(actions)), bad_ds)
+
+    result = _airflow(env, "dags", "test", "nightly_embeddings", "2026-03-10T02:00:00+00:00",
+                      "-c", json.dumps({"ds": bad_ds}))
+    log = result.stdout + result.stderr
+    assert "unknown action values ['repin']" in log, log[-5000:]
+    assert f"table events (ds={bad_ds})" in log
+    states = _task_states(env)
+    assert states["validate_inputs"] == "failed"
+    assert all(state in ("upstream_failed", None) for task, state in states.items() if task != "validate_inputs"), states
+    # nothing downstream ran, so nothing was written for that day
+    assert (lake.read_manifest(PIN_FEATURES, bad_ds) if lake.exists(PIN_FEATURES, bad_ds) else None) == published
