@@ -116,10 +116,182 @@ PIN_FEATURES = TableSpec(
 )
 
 # ---- synthetic ground truth (embeddings.data.synthetic) ------------------------------------------
-# (tables added here)
+# Only jobs.generate_synthetic writes these: what the generator planted, for tests and benchmarks to
+# check what models recover (docs/SYNTHETIC.md). Topics are integers 0..T-1.
+SYNTHETIC_TOPICS = TableSpec(
+    name="synthetic_topics",
+    schema=pa.schema(
+        [
+            pa.field("topic", pa.int32(), nullable=False),
+            pa.field("name", pa.string(), nullable=False),
+            pa.field("prior", pa.float32(), nullable=False),
+        ]
+    ),
+    partitioned_by_ds=False,
+    key=("topic",),
+    doc="Synthetic truth: each planted topic, a readable name (two of its words) and its prior share.",
+)
+
+SYNTHETIC_PIN_TOPICS = TableSpec(
+    name="synthetic_pin_topics",
+    schema=pa.schema(
+        [
+            pa.field("pin_id", pa.int64(), nullable=False),
+            pa.field("primary_topic", pa.int32(), nullable=False),
+            # The topic mixture: the primary topic first, then a secondary one for some pins.
+            pa.field("topics", pa.list_(pa.int32()), nullable=False),
+            pa.field("weights", pa.list_(pa.float32()), nullable=False),
+        ]
+    ),
+    partitioned_by_ds=False,
+    key=("pin_id",),
+    doc="Synthetic truth: each pin's planted primary topic and topic mixture (weights sum to 1).",
+)
+
+SYNTHETIC_BOARD_TOPICS = TableSpec(
+    name="synthetic_board_topics",
+    schema=pa.schema(
+        [
+            pa.field("board_id", pa.int64(), nullable=False),
+            pa.field("topics", pa.list_(pa.int32()), nullable=False),
+        ]
+    ),
+    partitioned_by_ds=False,
+    key=("board_id",),
+    doc="Synthetic truth: the one or two topics each board is focused on.",
+)
+
+SYNTHETIC_USERS = TableSpec(
+    name="synthetic_users",
+    schema=pa.schema(
+        [
+            pa.field("user_id", pa.int64(), nullable=False),
+            pa.field("num_interests", pa.int32(), nullable=False),
+            pa.field("activity", pa.float32(), nullable=False),
+        ]
+    ),
+    partitioned_by_ds=False,
+    key=("user_id",),
+    doc="Synthetic truth: each user's planted interest count and expected events per weekday.",
+)
+
+SYNTHETIC_USER_INTERESTS = TableSpec(
+    name="synthetic_user_interests",
+    schema=pa.schema(
+        [
+            pa.field("user_id", pa.int64(), nullable=False),
+            pa.field("topic", pa.int32(), nullable=False),
+            pa.field("weight", pa.float32(), nullable=False),
+        ]
+    ),
+    partitioned_by_ds=True,
+    key=("user_id", "topic"),
+    doc="Synthetic truth: one row per (user, active interest) on day ds; a user's weights sum to 1.",
+)
 
 # ---- graph and neighborhoods (embeddings.graph, jobs.build_graph, jobs.ppr_neighborhoods) ---------
-# (tables added here)
+# Indices are dense ranks: pin_idx = rank of pin_id among the graph's pins, board_idx likewise, so they are
+# a pure function of the input and ties broken by index are ties broken by id (docs/GRAPH.md).
+GRAPH_EDGES = TableSpec(
+    name="graph_edges",
+    schema=pa.schema(
+        [
+            pa.field("pin_id", pa.int64(), nullable=False),
+            pa.field("board_id", pa.int64(), nullable=False),
+            # Number of distinct save events of the pin onto the board in the graph window.
+            pa.field("weight", pa.int32(), nullable=False),
+            pa.field("last_ts", UTC_TS, nullable=False),
+            pa.field("pin_idx", pa.int32(), nullable=False),
+            pa.field("board_idx", pa.int32(), nullable=False),
+        ]
+    ),
+    partitioned_by_ds=True,
+    key=("pin_id", "board_id"),
+    doc="Deduplicated, pruned pin-board save edges of the graph window ending at ds (minus held-out days).",
+)
+
+GRAPH_PINS = TableSpec(
+    name="graph_pins",
+    schema=pa.schema(
+        [
+            pa.field("pin_id", pa.int64(), nullable=False),
+            pa.field("pin_idx", pa.int32(), nullable=False),
+            pa.field("degree", pa.int32(), nullable=False),
+        ]
+    ),
+    partitioned_by_ds=True,
+    key=("pin_id",),
+    doc="Pin nodes: every pin created before the end of ds plus any pin in an edge; degree 0 = isolated.",
+)
+
+GRAPH_BOARDS = TableSpec(
+    name="graph_boards",
+    schema=pa.schema(
+        [
+            pa.field("board_id", pa.int64(), nullable=False),
+            pa.field("board_idx", pa.int32(), nullable=False),
+            pa.field("degree", pa.int32(), nullable=False),
+        ]
+    ),
+    partitioned_by_ds=True,
+    key=("board_id",),
+    doc="Board nodes: boards with at least one edge after pruning, with their degree.",
+)
+
+GRAPH_CSR = TableSpec(
+    name="graph_csr",
+    # Not Parquet: the partition holds the .npy arrays of embeddings.graph.csr.BipartiteCSR (plus csr.json).
+    # The schema lists those arrays and their dtypes, so the manifest's schema hash pins the format.
+    schema=pa.schema(
+        [
+            pa.field("pin_ids", pa.int64(), nullable=False),
+            pa.field("board_ids", pa.int64(), nullable=False),
+            pa.field("pin_indptr", pa.int64(), nullable=False),
+            pa.field("pin_indices", pa.int32(), nullable=False),
+            pa.field("board_indptr", pa.int64(), nullable=False),
+            pa.field("board_indices", pa.int32(), nullable=False),
+        ]
+    ),
+    partitioned_by_ds=True,
+    key=(),
+    doc="The graph of graph_edges as memory-mappable CSR arrays in both directions (.npy, not Parquet).",
+)
+
+PPR_NEIGHBORS = TableSpec(
+    name="ppr_neighbors",
+    schema=pa.schema(
+        [
+            pa.field("pin_id", pa.int64(), nullable=False),
+            # Top-T pins by visit count of Pixie walks from pin_id (itself excluded), best first.
+            pa.field("neighbor_ids", pa.list_(pa.int64()), nullable=False),
+            # Visit counts normalized to sum to 1 over the listed neighbors (empty for isolated pins).
+            pa.field("neighbor_weights", pa.list_(pa.float32()), nullable=False),
+            # A sample of pins from a lower rank band (PinSage hard negatives).
+            pa.field("hard_negative_ids", pa.list_(pa.int64()), nullable=False),
+            pa.field("num_steps", pa.int64(), nullable=False),
+        ]
+    ),
+    partitioned_by_ds=True,
+    key=("pin_id",),
+    doc="Personalized-PageRank neighborhood of every graph pin (PinSage neighborhoods, hard negatives).",
+)
+
+# ---- pin embeddings (embeddings.pinsage) ----------------------------------------------------------
+PIN_EMBEDDINGS = TableSpec(
+    name="pin_embeddings",
+    schema=pa.schema(
+        [
+            pa.field("pin_id", pa.int64(), nullable=False),
+            # PinSage's output for the pin, unit L2 norm, finite; one length (the model's embedding_dim).
+            pa.field("embedding", pa.list_(pa.float32()), nullable=False),
+            # The model that produced it (a registry version, or sha256:<weights> for a local model dir).
+            pa.field("model_version", pa.string(), nullable=False),
+        ]
+    ),
+    partitioned_by_ds=True,
+    key=("pin_id",),
+    doc="PinSage embedding of every pin with content features at ds (jobs.infer_pinsage).",
+)
 
 # ---- the catalogue ---------------------------------------------------------------------------------
 RAW_TABLES: dict[str, TableSpec] = {t.name: t for t in (EVENTS, PINS, BOARDS)}
@@ -128,7 +300,12 @@ TABLES: dict[str, TableSpec] = {
     for t in [
         EVENTS, PINS, BOARDS, PIN_FEATURES,
         # synthetic ground truth:
+        SYNTHETIC_TOPICS, SYNTHETIC_PIN_TOPICS, SYNTHETIC_BOARD_TOPICS, SYNTHETIC_USERS,
+        SYNTHETIC_USER_INTERESTS,
         # graph and neighborhoods:
+        GRAPH_EDGES, GRAPH_PINS, GRAPH_BOARDS, GRAPH_CSR, PPR_NEIGHBORS,
+        # pin embeddings:
+        PIN_EMBEDDINGS,
     ]
 }
 
