@@ -47,9 +47,9 @@ def describe(config: DescribeLakeConfig) -> list[dict]:
 
 def run(config: DescribeLakeConfig) -> list[dict]:
     rows = describe(config)
-    print(f"{'table':<22} {'partition':<14} {'rows':>12}  {'built from':<28} path")
+    print(f"{'table':<26} {'partition':<14} {'rows':>12}  {'built from':<28} path")
     for r in rows:
-        print(f"{r['table']:<22} {r['partition']:<14} {r['rows']:>12,}  {r['inputs']:<28} {r['path']}")
+        print(f"{r['table']:<26} {r['partition']:<14} {r['rows']:>12,}  {r['inputs']:<28} {r['path']}")
     return rows
 
 
