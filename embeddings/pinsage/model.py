@@ -1,0 +1,264 @@
+"""The PinSage model (Ying et al., KDD'18, arXiv 1806.01973, Algorithms 1-2).
+
+One convolution (Algorithm 1) turns a node's representation ``h_u`` and its neighbors' ``h_v`` into
+
+    n_u = pool_v ReLU(Q h_v + q)            importance pooling: weighted mean by PPR visit weight
+    z_u = ReLU(W [h_u ; n_u] + w)           concat(self, neighbors)
+    z_u = z_u / ||z_u||
+
+``K`` such layers are stacked on the pins' content features (so any pin with features can be embedded,
+also one never seen in training), followed by the head ``G2 ReLU(G1 z + g)`` and, as in this project's
+output contract, a final L2 normalization.
+
+The pooling weights are computed once, in numpy, by ``embeddings.pinsage.sampling.pooling_weights``
+(importance: visit weights normalized per target; mean: ``1/deg``) and passed to the convolution as
+edge weights; the convolution itself sums ``weight * message`` (or takes the max for max pooling).
+The model is rebuilt from ``PinSageConfig`` alone (``build_model``), so a ``state_dict`` is all that is
+stored: no pickled code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch_geometric.nn import MessagePassing
+
+POOLINGS = ("importance", "mean", "max")
+
+
+@dataclass(frozen=True)
+class PinSageConfig:
+    """Everything needed to rebuild the network (and nothing about training).
+
+    Args:
+        in_dim: length of the content feature vector of a pin.
+        hidden_dim: size of every convolution's output and of the neighbor messages.
+        embedding_dim: size of the final pin embedding (the head's output).
+        num_layers: number of convolutions K (the paper uses 2).
+        pooling: ``importance`` (weighted mean by visit weight), ``mean`` or ``max`` (the paper's ablations).
+        num_neighbors: T, the top-T PPR neighbors each pin aggregates (the paper uses 50).
+    """
+
+    in_dim: int
+    hidden_dim: int = 256
+    embedding_dim: int = 256
+    num_layers: int = 2
+    pooling: str = "importance"
+    num_neighbors: int = 50
+
+    def __post_init__(self) -> None:
+        for name in ("in_dim", "hidden_dim", "embedding_dim", "num_layers", "num_neighbors"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"PinSageConfig.{name} must be a positive integer, got {value!r}")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"PinSageConfig.pooling must be one of {POOLINGS}, got {self.pooling!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PinSageConfig:
+        """Rebuild from ``to_dict()`` output; unknown keys are an error (a newer format, or a typo)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown PinSageConfig field(s) {unknown}; known fields are {sorted(known)}")
+        return cls(**data)
+
+
+class _CsrWeightedSum(torch.autograd.Function):
+    """``adj @ messages`` for a CSR ``adj``, with the transposed CSR given for the gradient.
+
+    torch would otherwise transpose the sparse matrix on every backward pass; the batch loader builds
+    the transpose ahead of time (off the training thread), which halves the backward time on CPU.
+    """
+
+    @staticmethod
+    @torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)
+    def forward(ctx, messages: Tensor, adj: Tensor, adj_transpose: Tensor | None) -> Tensor:
+        # The matrices are constants (no gradient), so keeping them on ctx creates no reference cycle.
+        ctx.adj, ctx.adj_transpose = adj, adj_transpose
+        return torch.sparse.mm(adj, messages)
+
+    @staticmethod
+    @torch.amp.custom_bwd(device_type="cuda")
+    def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, None, None]:
+        if not ctx.needs_input_grad[0]:
+            return None, None, None
+        adj_transpose = ctx.adj_transpose
+        if adj_transpose is None:
+            adj_transpose = ctx.adj.t().to_sparse_csr()
+        return torch.sparse.mm(adj_transpose, grad_out.contiguous()), None, None
+
+
+class PinSageConv(MessagePassing):
+    """One PinSage convolution (Algorithm 1 of the paper) as a PyG ``MessagePassing`` layer.
+
+    Args:
+        in_dim: size of the input representations ``h``.
+        hidden_dim: size of the neighbor messages ``ReLU(Q h + q)``.
+        out_dim: size of the output ``z``.
+        pooling: ``importance`` / ``mean`` (weighted sum of messages by the given edge weights) or
+            ``max`` (element-wise max of messages; edge weights ignored).
+
+    Shapes:
+        x: (N, in_dim) or a pair (x_src (N_src, in_dim), x_dst (N_dst, in_dim)).
+        edge_index: (2, E) [source; target] indices, or a torch sparse CSR matrix of shape
+            (N_dst, N_src) whose values are the pooling weights (the fused, faster path; not for max).
+        edge_weight: (E,) pooling weights for a (2, E) ``edge_index`` (they must already be normalized
+            per target: see ``sampling.pooling_weights``).
+        adj_transpose: optional sparse CSR (N_src, N_dst), the transpose of a sparse ``edge_index``,
+            used only for the gradient (saves a transposition per backward pass).
+        output: (N_dst, out_dim), each row unit-norm (a row that ReLU zeroes stays zero).
+    """
+
+    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int, pooling: str = "importance") -> None:
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        super().__init__(aggr="max" if pooling == "max" else "sum", flow="source_to_target")
+        self.pooling = pooling
+        self.neighbor_linear = nn.Linear(in_dim, hidden_dim)  # Q, q
+        self.update_linear = nn.Linear(in_dim + hidden_dim, out_dim)  # W, w
+
+    def forward(
+        self,
+        x: Tensor | tuple[Tensor, Tensor],
+        edge_index: Tensor,
+        edge_weight: Tensor | None = None,
+        adj_transpose: Tensor | None = None,
+    ) -> Tensor:
+        x_src, x_dst = x if isinstance(x, tuple) else (x, x)
+        messages = self.neighbor_messages(x_src)
+        pooled = self.pool(messages, edge_index, edge_weight, num_dst=x_dst.size(0), adj_transpose=adj_transpose)
+        return self.combine(x_dst, pooled)
+
+    def neighbor_messages(self, x_src: Tensor) -> Tensor:
+        """ReLU(Q h + q) of every source node, computed once per node: (N_src, in_dim) -> (N_src, hidden)."""
+        return F.relu(self.neighbor_linear(x_src))
+
+    def pool(
+        self,
+        messages: Tensor,
+        edge_index: Tensor,
+        edge_weight: Tensor | None,
+        num_dst: int,
+        adj_transpose: Tensor | None = None,
+    ) -> Tensor:
+        """Pool the neighbors' messages into each target: (N_src, hidden) -> (N_dst, hidden).
+
+        Targets without neighbors get zeros (isolated pins are embedded from their own features).
+        ``adj_transpose`` (sparse CSR (N_src, N_dst)) is an optional precomputed transpose of a sparse
+        ``edge_index``, used only for the gradient.
+        """
+        sparse = edge_index.layout == torch.sparse_csr
+        if sparse and self.pooling == "max":
+            raise ValueError("max pooling needs a (2, E) edge_index, not a sparse adjacency matrix")
+        if not sparse and self.pooling != "max" and edge_weight is None:
+            raise ValueError(f"{self.pooling} pooling needs edge weights (see sampling.pooling_weights)")
+        # One propagate call site: PyG generates propagate's signature from the calls in this class.
+        return self.propagate(
+            edge_index,
+            x=(messages, None),
+            edge_weight=None if self.pooling == "max" else edge_weight,
+            adj_transpose=adj_transpose,
+            size=None if sparse else (messages.size(0), num_dst),
+        )
+
+    def combine(self, x_dst: Tensor, pooled: Tensor) -> Tensor:
+        """z = normalize(ReLU(W [h_u ; n_u] + w)): (N_dst, in_dim), (N_dst, hidden) -> (N_dst, out_dim)."""
+        z = F.relu(self.update_linear(torch.cat([x_dst, pooled.to(x_dst.dtype)], dim=-1)))
+        return F.normalize(z, p=2.0, dim=-1)
+
+    def message(self, x_j: Tensor, edge_weight: Tensor | None) -> Tensor:
+        return x_j if edge_weight is None else x_j * edge_weight.unsqueeze(-1).to(x_j.dtype)
+
+    def message_and_aggregate(
+        self, adj_t: Tensor, x: tuple[Tensor, Tensor | None], adj_transpose: Tensor | None
+    ) -> Tensor:
+        return _CsrWeightedSum.apply(x[0], adj_t, adj_transpose)
+
+    def __repr__(self) -> str:
+        return (f"{self.__class__.__name__}({self.neighbor_linear.in_features}, "
+                f"{self.update_linear.out_features}, pooling={self.pooling})")
+
+
+@dataclass(frozen=True)
+class Block:
+    """One layer of a computation graph on the model's device: edges from src nodes into dst nodes.
+
+    The dst nodes are the first ``num_dst`` src nodes (so ``h_dst = h_src[:num_dst]``). Built from
+    ``sampling.BlockArrays`` by ``sampling.BlockArrays.to_torch``.
+
+    Attributes:
+        edge_index: (2, E) int64 [src; dst] local indices, grouped by dst.
+        edge_weight: (E,) float32 pooling weights.
+        adj: sparse CSR (num_dst, num_src) with the pooling weights, or None (max pooling).
+        adj_transpose: sparse CSR (num_src, num_dst), the transpose of ``adj`` (for the gradient), or None.
+    """
+
+    num_src: int
+    num_dst: int
+    edge_index: Tensor
+    edge_weight: Tensor
+    adj: Tensor | None = None
+    adj_transpose: Tensor | None = None
+
+
+class PinSage(nn.Module):
+    """K PinSage convolutions and the ``G2 ReLU(G1 .)`` head (Algorithm 2); outputs unit-norm embeddings."""
+
+    def __init__(self, config: PinSageConfig) -> None:
+        super().__init__()
+        self.config = config
+        dims = [config.in_dim] + [config.hidden_dim] * config.num_layers
+        self.convs = nn.ModuleList(
+            PinSageConv(dims[k], config.hidden_dim, dims[k + 1], config.pooling) for k in range(config.num_layers)
+        )
+        self.head_hidden = nn.Linear(config.hidden_dim, config.hidden_dim)  # G1, g
+        self.head_out = nn.Linear(config.hidden_dim, config.embedding_dim, bias=False)  # G2
+
+    def forward(self, x: Tensor, blocks: list[Block]) -> Tensor:
+        """Embed the targets of a computation graph.
+
+        Args:
+            x: (N_0, in_dim) features of the first block's src nodes.
+            blocks: ``num_layers`` blocks, input side first; the last block's dst nodes are the targets.
+
+        Returns:
+            (N_K, embedding_dim) unit-norm embeddings of the targets, in the last block's dst order.
+        """
+        if len(blocks) != len(self.convs):
+            raise ValueError(f"PinSage has {len(self.convs)} layers but got {len(blocks)} blocks")
+        h = x
+        for conv, block in zip(self.convs, blocks, strict=True):
+            if h.size(0) != block.num_src:
+                raise ValueError(f"a block expects {block.num_src} source rows, got {h.size(0)}")
+            h_dst = h[: block.num_dst]
+            if block.adj is not None and conv.pooling != "max":
+                h = conv((h, h_dst), block.adj, adj_transpose=block.adj_transpose)
+            else:
+                h = conv((h, h_dst), block.edge_index, block.edge_weight)
+        return self.head(h)
+
+    def head(self, h: Tensor) -> Tensor:
+        """normalize(G2 ReLU(G1 h + g)): (N, hidden_dim) -> (N, embedding_dim)."""
+        return F.normalize(self.head_out(F.relu(self.head_hidden(h))), p=2.0, dim=-1)
+
+
+def csr_matrix(ptr: Tensor, index: Tensor, values: Tensor, size: tuple[int, int]) -> Tensor:
+    """A torch sparse CSR matrix (rows ``ptr``, columns ``index``) without torch's beta-feature warning."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(ptr, index, values, size=size, check_invariants=False)
+
+
+def build_model(config: PinSageConfig) -> PinSage:
+    """A freshly initialised model for ``config`` (load a ``state_dict`` into it to restore one)."""
+    return PinSage(config)

@@ -1,0 +1,150 @@
+"""Embed every pin of one ds with a trained PinSage model.
+
+In: a model directory (``embeddings.pinsage.model_dir``; the registry downloads a registered version to
+one), ``pin_features`` and ``ppr_neighbors`` of ds. Out: ``pin_embeddings`` ds=<ds> (pin_id, unit-norm
+embedding, model_version) with a manifest whose inputs are the two partitions. Embeddings are computed
+layer by layer over all pins (``embeddings.pinsage.inference.embed_all``), never one computation graph
+per pin.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from embeddings.data.schemas import PIN_EMBEDDINGS, PIN_FEATURES
+from embeddings.lake import Lake, Manifest, parse_ds
+from embeddings.pinsage.data import load_pin_graph
+from embeddings.pinsage.inference import DEFAULT_CHUNK_SIZE, embed_all
+from embeddings.pinsage.model_dir import load_model_dir, model_version_of
+from embeddings.pinsage.training import resolve_device
+from embeddings.settings import Settings
+
+log = logging.getLogger("jobs.infer_pinsage")
+
+UNIT_NORM_TOLERANCE = 1e-3
+
+
+@dataclass(frozen=True)
+class InferPinSageConfig:
+    """Args:
+        lake_uri: the lake with the inputs and the output.
+        ds: the day to embed.
+        model_dir: a local PinSage model directory.
+        model_version: stamped on every row (default: the directory's ``model_version`` metadata, else
+            ``sha256:<12 hex of the weights>``).
+        chunk_size: targets per chunk (bounds memory to about chunk_size * T edges).
+        device: ``auto``, ``cpu`` or ``cuda[:N]``.
+        max_missing_share: the largest share of pins allowed to lack a neighborhood row.
+    """
+
+    lake_uri: str
+    ds: dt.date
+    model_dir: str
+    model_version: str | None = None
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    device: str = "auto"
+    max_missing_share: float = 0.05
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ds", parse_ds(self.ds))
+        if self.chunk_size <= 0:
+            raise ValueError(f"chunk_size must be positive, got {self.chunk_size}")
+        if not 0 <= self.max_missing_share <= 1:
+            raise ValueError(f"max_missing_share must be in [0, 1], got {self.max_missing_share}")
+
+
+@dataclass(frozen=True)
+class InferResult:
+    manifest: Manifest
+    num_pins: int
+    model_version: str
+    seconds: float
+    compute_seconds: float
+
+    @property
+    def pins_per_s(self) -> float:
+        """Pins per second of the embedding computation alone (reading and writing excluded)."""
+        return self.num_pins / max(self.compute_seconds, 1e-9)
+
+
+def embeddings_table(pin_ids: np.ndarray, embeddings: np.ndarray, model_version: str) -> pa.Table:
+    """The ``pin_embeddings`` rows: (P,) ids, (P, D) vectors -> an Arrow table."""
+    dim = embeddings.shape[1]
+    vectors = pa.FixedSizeListArray.from_arrays(pa.array(embeddings.reshape(-1)), dim)
+    return pa.table({
+        "pin_id": pa.array(pin_ids, type=pa.int64()),
+        "embedding": vectors.cast(pa.list_(pa.float32())),
+        "model_version": pa.repeat(pa.scalar(model_version, pa.string()), len(pin_ids)),
+    })
+
+
+def run(config: InferPinSageConfig) -> InferResult:
+    """Embed every pin of ``config.ds`` and write ``pin_embeddings``."""
+    started = time.perf_counter()
+    lake = Lake(config.lake_uri)
+    device = resolve_device(config.device)
+    model, model_config = load_model_dir(config.model_dir)
+    version = config.model_version or model_version_of(config.model_dir)
+    graph, manifests = load_pin_graph(lake, config.ds, model_config.num_neighbors, 0, config.max_missing_share)
+    if graph.feature_dim != model_config.in_dim:
+        raise ValueError(
+            f"{lake.describe(PIN_FEATURES, config.ds)} has {graph.feature_dim}-d features but the model in "
+            f"{config.model_dir} expects in_dim={model_config.in_dim}; retrain it or rebuild the features"
+        )
+    log.info("embedding %d pins with %s (version %s) on %s", graph.num_pins, config.model_dir, version, device)
+    compute_started = time.perf_counter()
+    embeddings = embed_all(model.to(device), graph.features, graph.neighbors, graph.weights,
+                           config.chunk_size, device)
+    compute_seconds = time.perf_counter() - compute_started
+    norms = np.linalg.norm(embeddings, axis=1)
+    bad = ~np.isfinite(norms) | (np.abs(norms - 1.0) > UNIT_NORM_TOLERANCE)
+    if bad.any():
+        raise ValueError(
+            f"model {config.model_dir} produced {int(bad.sum())} embedding(s) that are not finite and unit-norm "
+            f"for ds={config.ds}, e.g. pin_id {graph.pin_ids[bad][:10].tolist()}; refusing to publish them"
+        )
+    manifest = lake.write(
+        PIN_EMBEDDINGS, embeddings_table(graph.pin_ids, embeddings, version), config.ds, inputs=manifests,
+        extra={
+            "model_version": version,
+            "model_dir": str(Path(config.model_dir).resolve()),
+            "embedding_dim": int(embeddings.shape[1]),
+            "num_neighbors": model_config.num_neighbors,
+            "pooling": model_config.pooling,
+            "compute_seconds": round(compute_seconds, 3),
+            **graph.stats,
+        },
+    )
+    seconds = time.perf_counter() - started
+    result = InferResult(manifest, graph.num_pins, version, seconds, compute_seconds)
+    log.info("pin_embeddings ds=%s: %d pins in %.1f s (%.0f pins/s computing; %.1f s in all)", config.ds,
+             graph.num_pins, compute_seconds, result.pins_per_s, seconds)
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    settings = Settings.from_env()
+    parser = argparse.ArgumentParser(prog="python -m jobs.infer_pinsage", description=__doc__.splitlines()[0])
+    parser.add_argument("--ds", required=True)
+    parser.add_argument("--lake-uri", default=settings.lake_uri)
+    parser.add_argument("--model-dir", required=True)
+    parser.add_argument("--model-version", default=None)
+    parser.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE)
+    parser.add_argument("--device", default=settings.device)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    run(InferPinSageConfig(lake_uri=args.lake_uri, ds=args.ds, model_dir=args.model_dir,
+                           model_version=args.model_version, chunk_size=args.chunk_size, device=args.device))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""The training loop: batches, curriculum, determinism, resuming, early stopping, losses."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from embeddings.pinsage.data import PositivePairs
+from embeddings.pinsage.model import PinSageConfig, build_model
+from embeddings.pinsage.training import (
+    TrainingBatches,
+    TrainingOptions,
+    rank_positives,
+    resolve_device,
+    train,
+)
+from tests.pinsage.tiny_data import one_torch_thread, planted, planted_graph, same_topic_pairs  # noqa: F401 (a fixture)
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+OPTIONS = TrainingOptions(batch_size=32, num_shared_negatives=16, num_epochs=3, patience=10, max_hard_negatives=2,
+                          num_workers=0, log_every_s=60)
+
+
+@pytest.fixture(scope="module")
+def inputs():
+    data = planted(num_pins=80, seed=3)
+    graph = planted_graph(data, num_neighbors=4, num_hard_negatives=4)
+    rng = np.random.default_rng(3)
+    pairs = PositivePairs(same_topic_pairs(rng, data["topic"], 200), same_topic_pairs(rng, data["topic"], 40))
+    return graph, pairs
+
+
+def _model(pooling="importance"):
+    return build_model(PinSageConfig(in_dim=12, hidden_dim=16, embedding_dim=8, num_neighbors=4, pooling=pooling))
+
+
+def _same_weights(a, b):
+    return all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
+
+
+def test_batches_hold_pairs_negatives_and_the_epochs_hard_negatives(inputs):
+    graph, pairs = inputs
+    batches = TrainingBatches(graph, pairs.train, epoch=3, options=OPTIONS, num_layers=2, pooling="importance")
+    assert len(batches) == 7  # ceil(200 / 32)
+    batch = batches[0]
+    num_targets = batch.blocks[-1]["sizes"][1].item()
+    assert batch.query.shape == (32,) and batch.negative.shape == (16,)
+    assert batch.hard.shape == (32, 2)  # epoch 3: two hard negatives per query (the cap)
+    assert int(batch.query.max()) < num_targets and batch.x.shape[0] == batch.blocks[0]["sizes"][0].item()
+    assert batches[6].query.shape == (200 - 6 * 32,)
+    again = TrainingBatches(graph, pairs.train, 3, OPTIONS, 2, "importance")[0]
+    assert torch.equal(batch.x, again.x) and torch.equal(batch.hard, again.hard)  # a pure function of (seed, epoch, b)
+
+
+def test_curriculum_is_recorded_per_epoch_and_switches_off(inputs):
+    graph, pairs = inputs
+    out = train(_model(), graph, pairs, OPTIONS.__class__(**{**OPTIONS.to_dict(), "num_epochs": 4}))
+    assert [h["hard_negatives_per_query"] for h in out.history] == [0, 1, 2, 2]
+    off = TrainingOptions(**{**OPTIONS.to_dict(), "use_hard_negatives": False})
+    assert [h["hard_negatives_per_query"] for h in train(_model(), graph, pairs, off).history] == [0, 0, 0]
+
+
+def test_training_lowers_the_loss_and_reports_speed(inputs):
+    graph, pairs = inputs
+    out = train(_model(), graph, pairs, OPTIONS)
+    losses = [h["train_loss"] for h in out.history]
+    assert losses[-1] < losses[0]
+    assert out.examples == 3 * 200 and out.steps == 3 * 7
+    assert out.examples_per_s > 0 and 0 <= out.data_wait_share < 1
+    assert {"valid_hit_rate@10", "valid_mrr", "valid_loss"} <= set(out.history[0])
+
+
+def test_resume_from_a_checkpoint_reproduces_an_uninterrupted_run(inputs, tmp_path):
+    graph, pairs = inputs
+    whole = train(_model(), graph, pairs, OPTIONS, checkpoint_path=tmp_path / "a.pt")
+    stopped = train(_model(), graph, pairs, TrainingOptions(**{**OPTIONS.to_dict(), "max_steps": 10}),
+                    checkpoint_path=tmp_path / "b.pt")
+    assert stopped.interrupted and stopped.steps == 10  # in the middle of epoch 2
+    resumed = train(_model(), graph, pairs, OPTIONS, checkpoint_path=tmp_path / "b.pt")
+    assert not resumed.interrupted and resumed.steps == whole.steps
+    assert _same_weights(whole.model, resumed.model)
+    for a, b in zip(whole.history, resumed.history, strict=True):
+        assert a["train_loss"] == b["train_loss"] and a["valid_hit_rate@10"] == b["valid_hit_rate@10"]
+
+
+def test_loader_workers_give_the_same_result_as_the_training_thread(inputs):
+    graph, pairs = inputs
+    options = TrainingOptions(**{**OPTIONS.to_dict(), "num_epochs": 1})
+    inline = train(_model(), graph, pairs, options)
+    workers = train(_model(), graph, pairs, TrainingOptions(**{**options.to_dict(), "num_workers": 1}))
+    assert _same_weights(inline.model, workers.model)
+
+
+def test_checkpoint_of_another_configuration_is_refused(inputs, tmp_path):
+    graph, pairs = inputs
+    options = TrainingOptions(**{**OPTIONS.to_dict(), "max_steps": 2})
+    train(_model(), graph, pairs, options, checkpoint_path=tmp_path / "c.pt")
+    changed = TrainingOptions(**{**options.to_dict(), "margin": 0.3})
+    with pytest.raises(ValueError, match=r"checkpoint .*c\.pt was written for a different options"):
+        train(_model(), graph, pairs, changed, checkpoint_path=tmp_path / "c.pt")
+    fresh = train(_model(), graph, pairs, changed, checkpoint_path=tmp_path / "c.pt", resume=False)
+    assert fresh.steps == 2
+
+
+def test_early_stopping_keeps_the_best_epoch(inputs):
+    graph, pairs = inputs
+    frozen = TrainingOptions(**{**OPTIONS.to_dict(), "learning_rate": 1e-12, "patience": 1, "num_epochs": 5})
+    out = train(_model(), graph, pairs, frozen)
+    assert out.stopped_early and len(out.history) == 2 and out.best_epoch == 1
+
+
+@pytest.mark.parametrize(("pooling", "loss"), [("max", "max_margin"), ("mean", "sampled_softmax")])
+def test_other_poolings_and_the_sampled_softmax_train(inputs, pooling, loss):
+    graph, pairs = inputs
+    options = TrainingOptions(**{**OPTIONS.to_dict(), "loss": loss, "num_epochs": 2})
+    out = train(_model(pooling), graph, pairs, options)
+    assert all(np.isfinite(h["train_loss"]) for h in out.history)
+    if loss == "sampled_softmax":
+        assert [h["hard_negatives_per_query"] for h in out.history] == [0, 0]
+
+
+def test_rank_positives_full_ranking_excludes_the_query():
+    embeddings = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [1.0, 0.0]], dtype=np.float32)
+    # Query 0: pin 3 scores 1.0 (ties with the query, which is excluded), pin 1 0.9, pin 2 0.0.
+    assert rank_positives(embeddings, np.array([[0, 3], [0, 1], [0, 2]])).tolist() == [1, 2, 3]
+
+
+def test_options_and_devices_are_validated():
+    with pytest.raises(ValueError, match="loss must be one of .*got 'triplet'"):
+        TrainingOptions(loss="triplet")
+    with pytest.raises(ValueError, match="batch_size must be positive, got 0"):
+        TrainingOptions(batch_size=0)
+    assert resolve_device("cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        assert resolve_device("auto").type == "cpu"
+        with pytest.raises(ValueError, match="device 'cuda' was requested but CUDA is not available"):
+            resolve_device("cuda")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_training_on_cuda_with_bf16_autocast(inputs):
+    graph, pairs = inputs
+    out = train(_model(), graph, pairs, TrainingOptions(**{**OPTIONS.to_dict(), "num_epochs": 2}), device="cuda")
+    assert all(np.isfinite(h["train_loss"]) for h in out.history)
