@@ -1,0 +1,233 @@
+"""Scorers: callables ``rows -> (len(rows), num_items)`` scores that every model and baseline plugs into.
+
+One ranking core (``embeddings.eval.metrics``) serves every model, so that a difference in numbers is a
+difference in models, not in evaluation code:
+
+* ``EmbeddingScorer``: cosine of query vectors against item vectors (PinSage, content features alone,
+  PinnerFormer's user embedding).
+* ``MultiVectorScorer``: several query vectors per query, blended by max or weighted sum (a user's latest
+  pins; PinnerSage's medoids).
+* ``SparseScorer``: a sparse query matrix times a sparse item-item similarity (item-kNN).
+* ``ItemScoresScorer``: the same item scores for every query (popularity).
+* ``CandidateScorer``: a candidate generator ``(query_items, query_weights) -> (items, scores)`` (Pixie
+  walks); items it did not return score -inf (not a candidate).
+* ``ReindexedScorer``: scorer row ``i`` is query ``index[i]`` of another scorer (one row per pair).
+
+Every scorer exposes ``num_items``; scores are float32 or float64 and never NaN.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import scipy.sparse as sp
+
+from embeddings.eval.metrics import SCORE_BUDGET
+
+BLENDS = ("max", "sum")
+
+
+def unit_rows(vectors: np.ndarray, what: str) -> np.ndarray:
+    """Rows scaled to unit L2 norm, as float32; all-zero rows stay zero (they score 0 against everything).
+
+    Args:
+        vectors: (n, D) finite floats.
+        what: named in errors.
+
+    Raises:
+        ValueError: not 2-D, or NaN/Inf values (with the first bad row).
+    """
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2:
+        raise ValueError(f"{what} must be a 2-D (rows, dim) array, got shape {vectors.shape}")
+    finite = np.isfinite(vectors).all(axis=1)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        raise ValueError(f"{what} has {len(bad)} rows with NaN or Inf values (first row {bad[0]})")
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.where(norms > 0, norms, 1.0)
+
+
+class EmbeddingScorer:
+    """Cosine similarity: ``unit(queries[rows]) @ unit(items).T``.
+
+    Args:
+        item_vectors: (N, D) item embeddings (or content features).
+        query_vectors: (Q, D) query embeddings; None means the items themselves (item-to-item).
+    """
+
+    def __init__(self, item_vectors: np.ndarray, query_vectors: np.ndarray | None = None) -> None:
+        self.items = unit_rows(item_vectors, "item vectors")
+        self.queries = self.items if query_vectors is None else unit_rows(query_vectors, "query vectors")
+        if self.queries.shape[1] != self.items.shape[1]:
+            raise ValueError(f"query vectors have dim {self.queries.shape[1]} but item vectors have "
+                             f"{self.items.shape[1]}")
+        self.num_items = len(self.items)
+
+    def __call__(self, rows: np.ndarray) -> np.ndarray:
+        return self.queries[rows] @ self.items.T  # (c, N)
+
+
+class MultiVectorScorer:
+    """Several vectors per query, each scored by cosine against the items, then blended per item.
+
+    Query ``q`` owns ``vector_rows[ptr[q]:ptr[q+1]]``: rows of ``item_vectors`` (a user's latest pins) or,
+    with ``query_vectors``, rows of that array (cluster medoids, ...).
+
+    Args:
+        item_vectors: (N, D).
+        ptr: (Q+1,) offsets into ``vector_rows``.
+        vector_rows: (V,) rows of ``query_vectors`` (default: of ``item_vectors``).
+        blend: ``"max"`` (an item scores its best similarity to any of the query's vectors: candidates from
+            several queries merged by score) or ``"sum"`` (weighted sum of similarities; with equal weights
+            the same ranking as the cosine of the query's mean vector).
+        weights: (V,) per-vector weights for ``"sum"`` (default 1); ignored by ``"max"``.
+        query_vectors: (M, D) vectors addressed by ``vector_rows`` instead of ``item_vectors``.
+
+    A query without vectors scores -inf everywhere (no candidates: its targets rank last).
+    """
+
+    def __init__(self, item_vectors: np.ndarray, ptr: np.ndarray, vector_rows: np.ndarray, *,
+                 blend: str = "max", weights: np.ndarray | None = None,
+                 query_vectors: np.ndarray | None = None) -> None:
+        if blend not in BLENDS:
+            raise ValueError(f"blend must be one of {BLENDS}, got {blend!r}")
+        self.items = unit_rows(item_vectors, "item vectors")
+        source = self.items if query_vectors is None else unit_rows(query_vectors, "query vectors")
+        self.ptr = np.asarray(ptr, dtype=np.int64)
+        self.vector_rows = np.asarray(vector_rows, dtype=np.int64)
+        bad_ptr = self.ptr.ndim != 1 or len(self.ptr) == 0 or self.ptr[0] != 0
+        if bad_ptr or self.ptr[-1] != len(self.vector_rows) or (np.diff(self.ptr) < 0).any():
+            raise ValueError(f"ptr must be non-decreasing offsets from 0 to len(vector_rows)={len(self.vector_rows)}")
+        if len(self.vector_rows) and (self.vector_rows.min() < 0 or self.vector_rows.max() >= len(source)):
+            raise ValueError(f"vector_rows must index the {len(source)} query vectors")
+        self.weights = None if weights is None else np.asarray(weights, dtype=np.float32)
+        if self.weights is not None and self.weights.shape != self.vector_rows.shape:
+            raise ValueError(f"weights have shape {self.weights.shape}, expected {self.vector_rows.shape}")
+        self.vectors = source[self.vector_rows]  # (V, D)
+        self.blend = blend
+        self.num_items = len(self.items)
+
+    def __call__(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.full((len(rows), self.num_items), -np.inf, dtype=np.float32)
+        counts = self.ptr[rows + 1] - self.ptr[rows]
+        # Score the vectors of a few queries at a time: (vectors, N) similarities stay within the budget.
+        max_vectors = max(1, SCORE_BUDGET // max(self.num_items, 1))
+        start = 0
+        while start < len(rows):
+            stop = start + 1
+            total = counts[start]
+            while stop < len(rows) and total + counts[stop] <= max_vectors:
+                total += counts[stop]
+                stop += 1
+            self._score_into(out[start:stop], rows[start:stop], counts[start:stop])
+            start = stop
+        return out
+
+    def _score_into(self, out: np.ndarray, rows: np.ndarray, counts: np.ndarray) -> None:
+        has = counts > 0
+        if not has.any():
+            return
+        index = np.concatenate([np.arange(self.ptr[r], self.ptr[r + 1]) for r in rows[has]])
+        sims = self.vectors[index] @ self.items.T  # (v, N)
+        if self.blend == "sum" and self.weights is not None:
+            sims *= self.weights[index][:, None]
+        counts = counts[has]
+        offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        # Blend layer by layer (the j-th vector of every query that has one): far faster than reduceat
+        # along axis 0.
+        blended = sims[offsets].copy()  # every query has a first vector
+        combine = np.maximum if self.blend == "max" else np.add
+        for j in range(1, int(counts.max())):
+            sel = np.flatnonzero(counts > j)
+            blended[sel] = combine(blended[sel], sims[offsets[sel] + j])
+        out[has] = blended
+
+
+class SparseScorer:
+    """``query_matrix[rows] @ similarity``: e.g. a user's history (U x N) times item-kNN neighbors (N x N).
+
+    Items no query entry reaches score 0.
+    """
+
+    def __init__(self, query_matrix: sp.spmatrix | sp.sparray, similarity: sp.spmatrix | sp.sparray) -> None:
+        self.queries = sp.csr_matrix(query_matrix, dtype=np.float64)
+        self.similarity = sp.csr_matrix(similarity, dtype=np.float64)
+        if self.queries.shape[1] != self.similarity.shape[0]:
+            raise ValueError(f"query matrix has {self.queries.shape[1]} columns but the similarity has "
+                             f"{self.similarity.shape[0]} rows")
+        self.num_items = self.similarity.shape[1]
+
+    def __call__(self, rows: np.ndarray) -> np.ndarray:
+        return (self.queries[rows] @ self.similarity).toarray()
+
+
+class ItemScoresScorer:
+    """The same score vector for every query (popularity)."""
+
+    def __init__(self, item_scores: np.ndarray) -> None:
+        self.scores = np.asarray(item_scores, dtype=np.float64)
+        if self.scores.ndim != 1 or not np.isfinite(self.scores).all():
+            raise ValueError(f"item scores must be a finite 1-D array, got shape {self.scores.shape}")
+        self.num_items = len(self.scores)
+
+    def __call__(self, rows: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(self.scores, (len(rows), self.num_items))
+
+
+CandidateGenerator = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+"""``(query_items (m,), query_weights (m,)) -> (items (c,), scores (c,))``, e.g.
+``lambda pins, w: pixie_candidates(graph, pins, w, config, num_candidates)``."""
+
+
+class CandidateScorer:
+    """Scores from a candidate generator: returned items get their scores, the rest -inf.
+
+    Args:
+        generate: the generator (see ``CandidateGenerator``).
+        query_matrix: (Q, N) sparse; row ``q``'s nonzeros are the query items and their weights.
+        num_items: N (the generator's item indices must lie in ``[0, N)``).
+    """
+
+    def __init__(self, generate: CandidateGenerator, query_matrix: sp.spmatrix | sp.sparray, num_items: int) -> None:
+        self.generate = generate
+        self.queries = sp.csr_matrix(query_matrix, dtype=np.float64)
+        self.queries.sum_duplicates()
+        self.num_items = int(num_items)
+
+    def __call__(self, rows: np.ndarray) -> np.ndarray:
+        out = np.full((len(rows), self.num_items), -np.inf)
+        for i, row in enumerate(np.asarray(rows, dtype=np.int64)):
+            start, end = self.queries.indptr[row], self.queries.indptr[row + 1]
+            if start == end:
+                continue
+            items, scores = self.generate(self.queries.indices[start:end].astype(np.int64),
+                                          self.queries.data[start:end])
+            items = np.asarray(items, dtype=np.int64)
+            scores = np.asarray(scores, dtype=np.float64)
+            if items.shape != scores.shape or items.ndim != 1:
+                raise ValueError(f"candidate generator returned items of shape {items.shape} and scores of "
+                                 f"shape {scores.shape} for query row {row}; expected two equal 1-D arrays")
+            if len(items) and (items.min() < 0 or items.max() >= self.num_items):
+                raise ValueError(f"candidate generator returned item indices outside [0, {self.num_items}) "
+                                 f"for query row {row}")
+            if len(np.unique(items)) != len(items):
+                raise ValueError(f"candidate generator returned duplicate items for query row {row}")
+            if np.isnan(scores).any():
+                raise ValueError(f"candidate generator returned NaN scores for query row {row}")
+            out[i, items] = scores
+        return out
+
+
+class ReindexedScorer:
+    """Row ``i`` of this scorer is row ``index[i]`` of ``scorer`` (e.g. one row per (query, target) pair)."""
+
+    def __init__(self, scorer: Callable[[np.ndarray], np.ndarray], index: np.ndarray) -> None:
+        self.scorer = scorer
+        self.index = np.asarray(index, dtype=np.int64)
+        self.num_items = getattr(scorer, "num_items", None)
+
+    def __call__(self, rows: np.ndarray) -> np.ndarray:
+        return self.scorer(self.index[rows])
