@@ -83,6 +83,9 @@ class Stage:
 STAGES: tuple[Stage, ...] = (
     Stage("validate_inputs", "jobs.validate_inputs", timeout=dt.timedelta(minutes=30)),
     Stage("build_features", "jobs.build_features", upstream=("validate_inputs",), timeout=dt.timedelta(hours=1)),
+    Stage("build_graph", "jobs.build_graph", upstream=("validate_inputs",), spark=True),
+    Stage("ppr_neighborhoods", "jobs.ppr_neighborhoods", upstream=("build_graph",), spark=True,
+          timeout=dt.timedelta(hours=3)),
 )
 
 
@@ -121,7 +124,7 @@ def _operator(stage: Stage):
 
 with DAG(
     dag_id=DAG_ID,
-    description="Nightly: validate inputs, content features, pin-board graph and PPR neighborhoods.",
+    description="Nightly: validate inputs, content features, pin-board graph (Spark) and PPR neighborhoods (Spark).",
     schedule="0 2 * * *",
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
     catchup=False,
