@@ -71,7 +71,7 @@ class PprNeighborhoodsConfig:
 
     lake_uri: str
     ds: dt.date
-    num_steps: int = 10_000
+    num_steps: int = 5_000  # the walker's default budget (WalkConfig); see docs/PPR.md
     alpha: float = 0.5
     top_t: int = 50
     band: tuple[int, int] = (200, 500)

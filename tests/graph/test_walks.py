@@ -95,3 +95,9 @@ def test_config_validation():
 def test_out_of_range_seed_is_rejected(halves):
     with pytest.raises(ValueError, match=r"seed pin indices must be in 0..6"):
         ppr_neighborhoods(halves, np.array([7], np.int32), WalkConfig())
+
+
+def test_the_spark_job_uses_the_walkers_default_budget():
+    from jobs.ppr_neighborhoods import PprNeighborhoodsConfig
+
+    assert PprNeighborhoodsConfig(lake_uri="x", ds="2026-01-01").num_steps == WalkConfig().num_steps
