@@ -146,8 +146,9 @@ class Lake:
         return _join(self.root, spec.name, SNAPSHOT_DIR)
 
     def describe(self, spec: TableSpec, ds: dt.date | str | None) -> str:
+        path = self.partition_path(spec, ds)  # raises when a partitioned table gets no ds
         where = f"ds={parse_ds(ds).isoformat()}" if spec.partitioned_by_ds else "snapshot"
-        return f"table {spec.name} ({where}) at {self.partition_path(spec, ds)}"
+        return f"table {spec.name} ({where}) at {path}"
 
     def local_path(self, spec: TableSpec, ds: dt.date | str | None) -> Path:
         """The partition as a local path (for memory-mapped arrays); only for local lakes."""
