@@ -24,6 +24,14 @@ class DescribeLakeConfig:
         object.__setattr__(self, "ds", parse_ds(self.ds))
 
 
+def _summarize_inputs(inputs: list[dict]) -> str:
+    """``events x14, pins`` rather than one name per input partition."""
+    counts: dict[str, int] = {}
+    for ref in inputs:
+        counts[ref["table"]] = counts.get(ref["table"], 0) + 1
+    return ", ".join(f"{t} x{n}" if n > 1 else t for t, n in counts.items()) or "-"
+
+
 def describe(config: DescribeLakeConfig) -> list[dict]:
     """One row per registered table: where its partition for ds (or snapshot) is and what it holds."""
     lake = Lake(config.lake_uri)
@@ -38,7 +46,7 @@ def describe(config: DescribeLakeConfig) -> list[dict]:
             "table": name,
             "partition": f"ds={manifest.ds}" if manifest.ds else "snapshot",
             "rows": manifest.row_count,
-            "inputs": ", ".join(i["table"] for i in manifest.inputs) or "-",
+            "inputs": _summarize_inputs(manifest.inputs),
             "code_version": manifest.code_version,
             "path": lake.partition_path(spec, config.ds if spec.partitioned_by_ds else None),
         })
