@@ -1,19 +1,23 @@
-"""HetRec 2011 Last.fm 2k as a pin-board graph.
+"""HetRec 2011 Last.fm 2k (hetrec2011-lastfm-2k) as a pin-board graph (docs/DATASETS.md).
 
-artist = pin (pin_id = artistID); each (user, tag) pair = a board owned by the user, named after the tag
-(board ids dense in (userID, tagID) order); each row of user_taggedartists.dat = a save of the artist to
-that board at UTC midnight of its date. Pin text = the artist name plus the names of the tags it got in
-the *training* part of the per-user split only (engagement.split_per_user), so held-out boards cannot leak
-into features. created_ts = the pin's earliest save, or 2005-01-01 for artists never tagged. Tagged artists missing
-from artists.dat are pins named `artist_<id>` plus their training tags.
-user_artists.dat (listen counts, no time) and user_friends.dat (social links) are not used: neither is a
-dated pin-board action.
+* artist = pin, ``pin_id`` = artistID; every artist of artists.dat is a pin, tagged or not, and so is a
+  tagged artistID missing from artists.dat (390 in the published files; its name is empty).
+* each (user, tag) pair = a board owned by the user and named after the tag; ``board_id`` = 1 + the rank
+  of (userID, tagID), so ids are dense and a pure function of the file.
+* each row of user_taggedartists.dat = a save of the artist to that board at UTC midnight of its date.
+* pin text = ``"<artist name>; <tag>; <tag>..."``: the distinct names (sorted) of the tags the artist got
+  in the **training** part of the per-user split (``engagement.split_per_user`` over these events), so a
+  held-out assignment cannot leak its board into content features.
+* ``created_ts`` = the artist's first save; artists never tagged get the dataset's first save.
+
+Encodings, checked on the published files: artists.dat is UTF-8 (two names are mojibake as published and
+are kept), tags.dat is ISO-8859-1 (8 tags such as ``rock français``), the others ASCII.
+user_artists.dat (listen counts, no time) and user_friends.dat (social links) are not read.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -21,75 +25,111 @@ import numpy as np
 from embeddings.data.engagement import TRAIN, split_per_user
 from embeddings.data.importers.common import (
     ImportedDataset,
+    MalformedFileError,
     boards_table,
+    check_header,
     events_table,
-    parse_ints,
+    first_event_ts,
+    malformed,
+    parse_int_fields,
     pins_table,
     read_lines,
 )
 from embeddings.data.schemas import Action
 
-NEVER_TAGGED_CREATED = np.datetime64("2005-01-01T00:00:00", "us")
-TAGGED = "user_taggedartists.dat"
+NAME = "hetrec-lastfm"
+ARTISTS, TAGS, TAGGED = "artists.dat", "tags.dat", "user_taggedartists.dat"
+ARTISTS_ENCODING, TAGS_ENCODING, TAGGED_ENCODING = "utf-8", "latin-1", "ascii"
+TAGGED_COLUMNS = ("userID", "artistID", "tagID", "day", "month", "year")
+
+
+def _read_names(path: Path, encoding: str, columns: tuple[str, ...]) -> dict[int, str]:
+    """id -> name from a tab-separated file whose first two columns are an integer id and a name."""
+    lines = read_lines(path, encoding)
+    check_header(path, lines, columns)
+    names: dict[int, str] = {}
+    for number, line in lines:
+        fields = line.split("\t")
+        try:
+            if len(fields) != len(columns):
+                raise ValueError
+            key = int(fields[0])
+        except ValueError:
+            raise malformed(
+                path, number, f"{len(columns)} tab-separated fields {' '.join(columns)} with an integer "
+                f"{columns[0]}", line,
+            ) from None
+        if key in names:
+            raise MalformedFileError(f"{path} line {number}: {columns[0]} {key} appears twice")
+        names[key] = fields[1]
+    return names
+
+
+def _read_assignments(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(user, artist, tag, ts) of every tag assignment; ts = UTC midnight of day/month/year."""
+    lines = read_lines(path, TAGGED_ENCODING)
+    check_header(path, lines, TAGGED_COLUMNS)
+    rows: list[tuple[int, int, int]] = []
+    days: list[np.datetime64] = []
+    dates: dict[tuple[int, int, int], np.datetime64] = {}  # few distinct dates: validate each once
+    for number, line in lines:
+        user, artist, tag, day, month, year = parse_int_fields(path, number, line, TAGGED_COLUMNS)
+        when = dates.get((year, month, day))
+        if when is None:
+            try:
+                when = np.datetime64(dt.date(year, month, day), "D")
+            except ValueError:
+                raise malformed(path, number, "a valid calendar date in day month year", line) from None
+            dates[(year, month, day)] = when
+        rows.append((user, artist, tag))
+        days.append(when)
+    if not rows:
+        raise MalformedFileError(f"{path} has a header but no tag assignments")
+    ids = np.array(rows, dtype=np.int64)  # (N, 3)
+    return ids[:, 0], ids[:, 1], ids[:, 2], np.array(days, dtype="datetime64[D]").astype("datetime64[us]")
 
 
 def read_hetrec(path: str | Path) -> ImportedDataset:
-    """Read the HetRec Last.fm folder into the raw contract (see the module docstring)."""
+    """Read the hetrec2011-lastfm-2k folder into the raw contract (rules in the module docstring).
+
+    Args:
+        path: the folder holding artists.dat, tags.dat and user_taggedartists.dat.
+
+    Returns:
+        The dataset: one save per tag assignment, one pin per artist, one board per (user, tag).
+
+    Raises:
+        FileNotFoundError: a file is missing (the message names its path).
+        MalformedFileError: a line is not in the published format (names file, 1-based line, expectation),
+            a tagID is not in tags.dat, or an id appears twice.
+    """
     path = Path(path)
-    artists: dict[int, str] = {}
-    for number, line in read_lines(path / "artists.dat", "utf-8", header=True):
-        fields = line.split("\t")
-        try:
-            artists[int(fields[0])] = fields[1]
-        except (ValueError, IndexError):
-            raise ValueError(f"artists.dat line {number}: expected 'id<TAB>name<TAB>url<TAB>pictureURL', "
-                             f"got {line[:80]!r}") from None
-    tags: dict[int, str] = {}
-    # tags.dat is ISO-8859-1 (latin-1), unlike artists.dat (UTF-8).
-    for number, line in read_lines(path / "tags.dat", "latin-1", header=True):
-        fields = line.split("\t")
-        try:
-            tags[int(fields[0])] = fields[1]
-        except (ValueError, IndexError):
-            raise ValueError(f"tags.dat line {number}: expected 'tagID<TAB>tagValue', got {line[:80]!r}") from None
-    rows = []
-    for number, line in read_lines(path / TAGGED, "ascii", header=True):
-        user, artist, tag, day, month, year = parse_ints(
-            path / TAGGED, number, line, "\t", 6,
-            "6 tab-separated integer fields userID artistID tagID day month year",
+    artists = _read_names(path / ARTISTS, ARTISTS_ENCODING, ("id", "name", "url", "pictureURL"))
+    tags = _read_names(path / TAGS, TAGS_ENCODING, ("tagID", "tagValue"))
+    users, artist_ids, tag_ids, ts = _read_assignments(path / TAGGED)
+    unknown = np.setdiff1d(tag_ids, np.fromiter(tags, dtype=np.int64, count=len(tags)))
+    if len(unknown):
+        raise MalformedFileError(
+            f"{path / TAGGED}: {len(unknown)} tagID(s) are not in {path / TAGS}, e.g. {unknown[:5].tolist()}"
         )
-        try:
-            when = dt.datetime(year, month, day)
-        except ValueError:
-            raise ValueError(f"{TAGGED} line {number}: invalid date day={day} month={month} year={year}") from None
-        if tag not in tags:
-            raise ValueError(f"{TAGGED} line {number}: tagID {tag} is not in tags.dat")
-        rows.append((user, artist, tag, np.datetime64(when, "us")))
-    if not rows:
-        raise ValueError(f"{path / TAGGED} has no tag assignments")
-    user_ids = np.array([r[0] for r in rows], np.int64)
-    pin_ids = np.array([r[1] for r in rows], np.int64)
-    tag_ids = np.array([r[2] for r in rows], np.int64)
-    ts = np.array([r[3] for r in rows], dtype="datetime64[us]")
 
-    board_keys = sorted(set(zip(user_ids.tolist(), tag_ids.tolist())))
-    board_of = {key: i + 1 for i, key in enumerate(board_keys)}
-    board_ids = np.array([board_of[k] for k in zip(user_ids.tolist(), tag_ids.tolist())], np.int64)
+    # boards: one per (user, tag), ids = 1 + rank of (userID, tagID)
+    keys, board_rows = np.unique(np.stack([users, tag_ids], axis=1), axis=0, return_inverse=True)
+    board_ids = board_rows.ravel().astype(np.int64) + 1
+    events = events_table(users, artist_ids, board_ids, np.full(len(users), Action.SAVE.value, dtype=object), ts)
 
-    labels = split_per_user(user_ids, pin_ids, ts)
-    train_tags: dict[int, set[str]] = defaultdict(set)
-    for pin, tag, label in zip(pin_ids.tolist(), tag_ids.tolist(), labels.tolist()):
-        if label == TRAIN:
-            train_tags[pin].add(tags[tag])
-    first_save: dict[int, np.datetime64] = {}
-    for pin, when in zip(pin_ids.tolist(), ts):
-        if pin not in first_save or when < first_save[pin]:
-            first_save[pin] = when
-    # Some tagged artists are missing from artists.dat: they are pins too, named only by their tags.
-    pin_list = sorted(set(artists) | set(pin_ids.tolist()))
-    texts = [" ".join([artists.get(p, f"artist_{p}"), *sorted(train_tags.get(p, ()))]) for p in pin_list]
-    created = [first_save.get(p, NEVER_TAGGED_CREATED) for p in pin_list]
-    events = events_table(user_ids, pin_ids, board_ids, [Action.SAVE.value] * len(rows), ts)
-    boards = boards_table(list(range(1, len(board_keys) + 1)), [k[0] for k in board_keys],
-                          [tags[k[1]] for k in board_keys])
-    return ImportedDataset("hetrec-lastfm", events, pins_table(pin_list, texts, created), boards)
+    # pin text: tags from training assignments only (split over the events in canonical order)
+    ev_users = events.column("user_id").to_numpy()
+    ev_pins = events.column("pin_id").to_numpy()
+    ev_tags = keys[events.column("board_id").to_numpy() - 1, 1]
+    train = split_per_user(ev_users, ev_pins, events.column("ts").to_numpy()) == TRAIN
+    train_pairs = np.unique(np.stack([ev_pins[train], ev_tags[train]], axis=1), axis=0)
+    pin_list = np.union1d(np.fromiter(artists, dtype=np.int64, count=len(artists)), artist_ids)
+    tags_of: dict[int, list[str]] = {}
+    for pin, tag in train_pairs.tolist():
+        tags_of.setdefault(pin, []).append(tags[tag])
+    texts = ["; ".join(part for part in [artists.get(p, ""), *sorted(set(tags_of.get(p, ())))] if part)
+             for p in pin_list.tolist()]
+    pins = pins_table(pin_list, texts, first_event_ts(pin_list, artist_ids, ts))
+    boards = boards_table(np.arange(1, len(keys) + 1), keys[:, 0], [tags[t] for t in keys[:, 1].tolist()])
+    return ImportedDataset(NAME, events, pins, boards, (path / ARTISTS, path / TAGS, path / TAGGED))
