@@ -170,8 +170,13 @@ class Lake:
         for info in self.fs.get_file_info(selector):
             name = info.base_name
             if info.type == pafs.FileType.Directory and name.startswith("ds="):
-                if self.exists(spec, name[3:]):
-                    days.append(parse_ds(name[3:]))
+                try:
+                    day = parse_ds(name[3:])
+                except ValueError:  # no writer commits such a directory; it is not a partition
+                    log.warning("table %s: ignoring %s, which is not a ds=YYYY-MM-DD partition", spec.name, info.path)
+                    continue
+                if self.exists(spec, day):
+                    days.append(day)
         return sorted(days)
 
     def read_manifest(self, spec: TableSpec, ds: dt.date | str | None = None) -> Manifest:
@@ -183,7 +188,7 @@ class Lake:
             raise PartitionMissingError(
                 f"{self.describe(spec, ds)} is missing (no {MANIFEST_NAME}); run the stage that writes it"
             ) from None
-        except (json.JSONDecodeError, TypeError) as exc:
+        except (ValueError, TypeError) as exc:  # bad JSON, bad UTF-8, or fields that are not a Manifest
             raise CorruptFileError(f"manifest {path} of {self.describe(spec, ds)} is unreadable: {exc}") from None
 
     # ---- reading ---------------------------------------------------------------------------------
@@ -215,6 +220,7 @@ class Lake:
         files = self.data_files(spec, ds)
         if not files:
             raise PartitionMissingError(f"{self.describe(spec, ds)} has no Parquet files")
+        expected = spec.schema if columns is None else pa.schema([spec.schema.field(c) for c in columns])
         tables = []
         for path in files:
             try:
@@ -223,10 +229,10 @@ class Lake:
                 raise CorruptFileError(
                     f"cannot read Parquet file {path} of {self.describe(spec, ds)}: {exc}"
                 ) from None
-            tables.append(table)
-        table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
-        expected = spec.schema if columns is None else pa.schema([spec.schema.field(c) for c in columns])
-        return conform(table, expected, what=self.describe(spec, ds))
+            # Conform each file before concatenating: part files of one partition (e.g. Spark's) may
+            # differ in castable types, which concat_tables would reject with a bare ArrowInvalid.
+            tables.append(conform(table, expected, what=f"{self.describe(spec, ds)}, file {path}"))
+        return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
     def read_range(
         self, spec: TableSpec, start: dt.date, end: dt.date, columns: Sequence[str] | None = None

@@ -19,6 +19,7 @@ cluster (see ``infra/`` and README's "Running against real infrastructure").
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 _DEVICES = ("auto", "cpu", "cuda")
+_DEVICE_RE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,7 @@ class Settings:
     airflow_home: str
 
     def __post_init__(self) -> None:
-        if self.device.split(":")[0] not in _DEVICES:
+        if not _DEVICE_RE.fullmatch(self.device):
             raise ValueError(f"EMB_DEVICE must be one of {_DEVICES} (optionally cuda:N), got {self.device!r}")
         for name in ("lake_uri", "index_uri", "mlflow_tracking_uri", "spark_master"):
             if not getattr(self, name):

@@ -53,7 +53,10 @@ def run(config: BuildFeaturesConfig) -> Manifest:
     pin_ids = pins.column("pin_id").to_numpy()
     own = pins.column("features")
     user_features = own.to_pylist() if own.null_count < len(own) else None
-    vectors = content_features(pin_ids, pins.column("text").to_pylist(), user_features, config.text_dim)
+    try:
+        vectors = content_features(pin_ids, pins.column("text").to_pylist(), user_features, config.text_dim)
+    except ValueError as exc:  # bad user features: name the snapshot and ds to act on
+        raise ValueError(f"{lake.describe(PINS, None)} (pins as of ds={config.ds}): {exc}") from None
     dim = vectors.shape[1]
     table = pa.table(
         {

@@ -88,7 +88,7 @@ def check_events(events: pa.Table, ds: dt.date, what: str) -> dict[str, int]:
         raise _fail(
             what,
             f"{int(outside.sum())} row(s) have ts outside the partition day {ds} "
-            f"(e.g. days {_examples(ts[outside]).__str__()}); events are partitioned by the UTC date of ts",
+            f"(e.g. days {[str(d) for d in np.unique(ts[outside])[:5]]}); events are partitioned by the UTC date of ts",
         )
     is_save = actions == Action.SAVE.value
     has_board = events.column("board_id").is_valid().to_numpy(zero_copy_only=False)

@@ -92,3 +92,65 @@ def test_nan_pin_features(good):
     good.write(PINS, pa.table({"pin_id": [10, 11], "text": ["a", "b"], "features": [[1.0, float("nan")], [0.0, 1.0]],
                                "created_ts": [TS] * 2}))
     _check(good, r"table pins \(snapshot\).*features has NaN/Inf for 1 pin\(s\), e.g. pin_id \[10\]")
+
+
+def test_report_counts_the_window(good):
+    prev = dt.datetime(2026, 2, 1, 8, tzinfo=dt.timezone.utc)
+    good.write(EVENTS, pa.table(_events(ts=[prev] * 3, user_id=[1, 2, 3])), "2026-02-01")
+    good.write(EVENTS, pa.table(_events(ts=[prev] * 3, user_id=[1, 2, 3])), "2025-10-01")  # outside 90 days
+    report = run(ValidateInputsConfig(lake_uri=good.lake_uri, ds=dt.date(2026, 2, 3)))
+    assert report.ds == DS and report.window_partitions == 2 and report.window_days == 90
+    assert run(ValidateInputsConfig(lake_uri=good.lake_uri, ds=DS, window_days=1)).window_partitions == 1
+    with pytest.raises(ValueError, match="window_days must be positive, got 0"):
+        ValidateInputsConfig(lake_uri=good.lake_uri, ds=DS, window_days=0)
+
+
+def test_ts_before_the_day(good):
+    good.write(EVENTS, pa.table(_events(ts=[TS - dt.timedelta(hours=13), TS, TS])), DS)
+    _check(good, r"table events \(ds=2026-02-03\).*1 row\(s\) have ts outside the partition day 2026-02-03 "
+                 r"\(e.g. days \['2026-02-02'\]\)")
+
+
+def test_missing_column_and_null_user_ids(good):
+    import pyarrow.parquet as pq
+
+    part = good.local_path(EVENTS, DS) / "part-00000.parquet"
+    pq.write_table(pa.table(_events()).drop_columns(["surface"]), part)
+    _check(good, r"table events \(ds=2026-02-03\).*missing column\(s\) \['surface'\]")
+    pq.write_table(pa.table(_events(user_id=[None, 1, 2])), part)
+    _check(good, r"table events \(ds=2026-02-03\).*column 'user_id' has 1 null value")
+
+
+def test_missing_snapshots(lake):
+    lake.write(EVENTS, pa.table(_events()), DS)
+    _check(lake, r"table pins \(snapshot\) at .* is missing \(no _manifest.json\)")
+    lake.write(PINS, pa.table({"pin_id": [10, 11], "text": ["a", "b"], "features": [None, None],
+                               "created_ts": [TS] * 2}))
+    _check(lake, r"table boards \(snapshot\) at .* is missing")
+
+
+def test_duplicated_snapshot_ids(good):
+    good.write(BOARDS, pa.table({"board_id": [100, 100], "user_id": [1, 2], "name": ["b", "c"]}))
+    _check(good, r"table boards \(snapshot\).*1 duplicated board_id\(s\), e.g. \[100\]")
+    good.write(PINS, pa.table({"pin_id": [10, 11, 11], "text": ["a", "b", "c"], "features": [None] * 3,
+                               "created_ts": [TS] * 3}))
+    _check(good, r"table pins \(snapshot\).*1 duplicated pin_id\(s\), e.g. \[11\]")
+
+
+def test_pin_features_of_mixed_lengths(good):
+    good.write(PINS, pa.table({"pin_id": [10, 11], "text": ["a", "b"], "features": [[1.0], [0.0, 1.0]],
+                               "created_ts": [TS] * 2}))
+    _check(good, r"table pins \(snapshot\).*features vectors have different lengths \[1, 2\]")
+
+
+def test_corrupt_pins_snapshot(good):
+    (good.local_path(PINS, None) / "part-00000.parquet").write_bytes(b"\x00garbage")
+    _check(good, r"cannot read Parquet file .*part-00000.parquet of table pins \(snapshot\)")
+
+
+def test_main_exits_1_on_bad_input_and_logs_the_problem(good, caplog):
+    good.write(EVENTS, pa.table(_events(action=["save", "like", "hide"])), DS)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--ds", DS, "--lake-uri", good.lake_uri])
+    assert exit_info.value.code == 1
+    assert "input validation failed" in caplog.text and "unknown action values ['like']" in caplog.text
