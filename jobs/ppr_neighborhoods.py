@@ -4,10 +4,14 @@ In: ``graph_csr`` ds=<ds> (written by jobs.build_graph).
 Out: ``ppr_neighbors`` ds=<ds> (pin_id, neighbor_ids, neighbor_weights, hard_negative_ids, num_steps), one
 row per graph pin, with a manifest. Isolated pins get empty lists (counted in the manifest).
 
-The seed pins ``0..P-1`` are split into ``num_tasks`` contiguous ranges; each Spark task memory-maps the CSR
-arrays once per Python worker (cached for the life of the worker) and runs the compiled walker
-(``embeddings.graph.walks.ppr_neighborhoods``) over its seeds in batches. Randomness is a hash of
-(seed, pin, walk, step), so the output does not depend on the number of tasks, batches, reruns or retries.
+The seed pins ``0..P-1`` are split into ``num_tasks`` contiguous ranges of about equal walking work; each
+Spark task memory-maps the CSR arrays once per Python worker (cached for the life of the worker), runs the
+compiled walker (``embeddings.graph.walks.ppr_neighborhoods``) over its range in batches and writes its
+rows with pyarrow as ``part-<task>.parquet`` into the partition's staging directory; the driver checks the
+row count and commits the directory (``Lake.commit``). The rows never pass through the JVM, which on a small
+machine would take CPU from the walkers. Randomness is a hash of (seed, pin, walk, step), so the output
+does not depend on the number of tasks, batches, reruns or retries, and a retried task rewrites its file
+with the same rows.
 
 The CSR must be readable by every executor: with ``csr_distribution="path"`` the executors open the lake
 partition itself (a local lake, or a filesystem mounted at the same path on every node); with
@@ -36,6 +40,7 @@ if __name__ == "__main__" and not __package__:  # spark-submit jobs/ppr_neighbor
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
 from embeddings.data.schemas import GRAPH_CSR, PPR_NEIGHBORS
@@ -46,6 +51,7 @@ from embeddings.settings import Settings
 log = logging.getLogger("jobs.ppr_neighborhoods")
 
 CSR_DISTRIBUTIONS = ("auto", "path", "spark_files")
+TASKS_PER_CORE = 8
 
 
 @dataclass(frozen=True)
@@ -61,7 +67,7 @@ class PprNeighborhoodsConfig:
         num_band_samples: hard negatives per pin.
         seed: seeds the walks' hashing.
         early_stop: (n_p, n_v) Pixie early stopping, or None.
-        num_tasks: Spark tasks the seed pins are split into; None = 4 per core.
+        num_tasks: Spark tasks the seed pins are split into (ranges of equal work); None = 8 per core.
         batch_size: seed pins per walker call.
         csr_distribution: "path", "spark_files" or "auto" (path for a local lake, else spark_files).
         warmup: run one tiny task per core first, so CSR loading and JIT compilation are timed apart.
@@ -154,14 +160,7 @@ def run(config: PprNeighborhoodsConfig, spark=None) -> PprNeighborhoodsResult:
         LakeError: csr_distribution="path" on a lake that is not local.
         ValueError: the CSR files are missing or corrupt (named).
     """
-    from jobs.spark import (
-        ProgressLogger,
-        build_spark_session,
-        clean_stale_staging,
-        runtime_conf,
-        spark_schema,
-        write_partition,
-    )
+    from jobs.spark import ProgressLogger, build_spark_session, clean_stale_staging, delete_dir, remove_non_data_files
 
     started = time.perf_counter()
     if spark is None:
@@ -172,7 +171,7 @@ def run(config: PprNeighborhoodsConfig, spark=None) -> PprNeighborhoodsResult:
     csr_manifest = lake.read_manifest(GRAPH_CSR, config.ds)
     sc = spark.sparkContext
     cores = sc.defaultParallelism
-    num_tasks = config.num_tasks or 4 * cores
+    num_tasks = config.num_tasks or TASKS_PER_CORE * cores
     walk_config = config.walk_config()
 
     with _csr_source(sc, lake, config) as (source, via_spark_files, local_dir):
@@ -194,17 +193,7 @@ def run(config: PprNeighborhoodsConfig, spark=None) -> PprNeighborhoodsResult:
             warmup_s = time.perf_counter() - t
             log.info("warm-up (graph load + walker compilation on %d worker(s)): %.1f s", cores, warmup_s)
 
-        steps_acc = sc.accumulator(0)
-        walk_s_acc = sc.accumulator(0.0)
-        setup_s_acc = sc.accumulator(0.0)
-        seeds = spark.range(0, num_pins, 1, num_tasks).withColumnRenamed("id", "pin_idx")
-        neighborhoods = seeds.mapInArrow(
-            partial(
-                walk_partition, source=source, via_spark_files=via_spark_files, walk_config=walk_config,
-                batch_size=config.batch_size, counters=(steps_acc, walk_s_acc, setup_s_acc),
-            ),
-            spark_schema(PPR_NEIGHBORS.schema),
-        )
+        bounds = balanced_ranges(graph.pin_degree(), num_tasks)
         extra = {
             "pins": num_pins, "isolated_pins": isolated, "pins_without_neighbors": without_neighbors,
             "edges": graph.num_edges, "num_tasks": num_tasks,
@@ -212,26 +201,49 @@ def run(config: PprNeighborhoodsConfig, spark=None) -> PprNeighborhoodsResult:
                      "band": list(config.band), "num_band_samples": config.num_band_samples,
                      "seed": config.seed, "early_stop": list(config.early_stop) if config.early_stop else None},
         }
-        t = time.perf_counter()
-        with runtime_conf(spark, {"spark.sql.shuffle.partitions": config.shuffle_partitions}), \
-                ProgressLogger(spark, "pins", num_pins):
-            manifest = write_partition(lake, PPR_NEIGHBORS, neighborhoods, config.ds, [csr_manifest], extra)
-        walk_s = time.perf_counter() - t
-
-    t = time.perf_counter()
-    total_steps = int(lake.read(PPR_NEIGHBORS, config.ds, columns=["num_steps"]).column("num_steps")
-                      .to_numpy().sum())
-    if manifest.row_count != num_pins:
-        raise LakeError(f"{lake.describe(PPR_NEIGHBORS, config.ds)} has {manifest.row_count} rows, "
-                        f"expected one per graph pin ({num_pins})")
+        staging = lake.new_staging(PPR_NEIGHBORS)
+        try:
+            # One row per task (range k holds exactly task k); each task walks its seed range and writes its
+            # own Parquet file into staging, so the output never passes through the JVM (docs/GRAPH.md).
+            tasks = spark.range(0, num_tasks, 1, num_tasks).mapInArrow(
+                partial(
+                    walk_and_write_ranges, bounds=bounds, source=source, via_spark_files=via_spark_files,
+                    walk_config=walk_config, batch_size=config.batch_size, lake_uri=config.lake_uri,
+                    out_dir=staging,
+                ),
+                TASK_STATS_SCHEMA,
+            )
+            t = time.perf_counter()
+            with ProgressLogger(spark, "pins", num_pins):
+                stats = tasks.toArrow()
+            walk_s = time.perf_counter() - t
+            t = time.perf_counter()
+            files = remove_non_data_files(lake, staging)
+            rows = int(pc.sum(stats.column("rows")).as_py() or 0)
+            expected_files = {f"part-{k:05d}.parquet" for k in range(num_tasks)}
+            if rows != num_pins or {f.rsplit("/", 1)[-1] for f in files} != expected_files:
+                raise LakeError(
+                    f"{lake.describe(PPR_NEIGHBORS, config.ds)}: the tasks wrote {rows} rows in {len(files)} "
+                    f"file(s), expected one row per graph pin ({num_pins}) in {num_tasks} files; not committed"
+                )
+            manifest = lake.commit(PPR_NEIGHBORS, staging, config.ds, row_count=rows, inputs=[csr_manifest],
+                                   extra=extra)
+        except BaseException:
+            delete_dir(lake, staging)
+            raise
     commit_s = time.perf_counter() - t
+
+    total_steps = int(pc.sum(stats.column("steps")).as_py() or 0)
+    task_walk_s = float(pc.sum(stats.column("walk_s")).as_py() or 0.0)
     steps_per_s = total_steps / max(walk_s, 1e-9)
     timings = {
         "session_s": session_s, "warmup_s": warmup_s, "walk_s": walk_s, "commit_s": commit_s,
         "total_s": time.perf_counter() - started,
-        "task_walk_s": float(walk_s_acc.value), "task_setup_s": float(setup_s_acc.value),
+        "task_walk_s": task_walk_s,
+        "task_setup_s": float(pc.sum(stats.column("setup_s")).as_py() or 0.0),
+        "task_write_s": float(pc.sum(stats.column("write_s")).as_py() or 0.0),
         "steps_per_s": steps_per_s, "steps_per_core_s": steps_per_s / cores,
-        "walker_steps_per_core_s": total_steps / max(float(walk_s_acc.value), 1e-9),
+        "walker_steps_per_core_s": total_steps / max(task_walk_s, 1e-9),
     }
     log.info("ppr ds=%s: %d pins, %.3g steps in %.1f s walking (%.3g steps/s, %.3g per core; walker alone "
              "%.3g per core); start-up %.1f s (session %.1f + warm-up %.1f)", config.ds, num_pins, total_steps,
@@ -327,29 +339,81 @@ def warm_up_worker(batches: Iterator[pa.RecordBatch], source: str, via_spark_fil
         yield pa.RecordBatch.from_pydict({"setup_s": [time.perf_counter() - started] * batch.num_rows})
 
 
-def walk_partition(
-    batches: Iterator[pa.RecordBatch],
+TASK_STATS_SCHEMA = "task int, rows long, steps long, walk_s double, setup_s double, write_s double"
+# Rows buffered before a row group is written: big enough for efficient reads, small enough for any task.
+ROW_GROUP_ROWS = 65_536
+
+
+def balanced_ranges(pin_degree: np.ndarray, num_tasks: int) -> np.ndarray:
+    """Split pin indices ``0..P-1`` into ``num_tasks`` contiguous ranges of about equal walking work.
+
+    A pin with boards costs a full walk budget; an isolated pin costs only its (empty) output row, counted
+    as 2% of a walk. Equal pin counts would leave some tasks with far more walks than others (new pins,
+    which are often isolated, cluster at high ids), and the slowest task sets the wall time.
+
+    Returns:
+        (num_tasks+1,) int64 bounds, non-decreasing, from 0 to P; task k walks ``bounds[k]:bounds[k+1]``.
+    """
+    work = np.where(np.asarray(pin_degree) > 0, 1.0, 0.02)
+    cumulative = np.concatenate([[0.0], np.cumsum(work)])
+    targets = np.linspace(0.0, cumulative[-1], num_tasks + 1)
+    bounds = np.searchsorted(cumulative, targets, side="left").astype(np.int64)
+    bounds[0], bounds[-1] = 0, len(work)
+    return np.maximum.accumulate(bounds)
+
+
+def walk_and_write_ranges(
+    tasks: Iterator[pa.RecordBatch],
+    bounds: np.ndarray,
     source: str,
     via_spark_files: bool,
     walk_config,
     batch_size: int,
-    counters: tuple,
+    lake_uri: str,
+    out_dir: str,
 ) -> Iterator[pa.RecordBatch]:
-    """mapInArrow body: (pin_idx) batches -> ppr_neighbors batches, ``batch_size`` seeds per walker call."""
+    """mapInArrow body: for each task id k, walk seeds ``bounds[k]:bounds[k+1]`` in batches of ``batch_size``
+    and write them as ``out_dir/part-{k:05d}.parquet``; yield one row of task statistics.
+
+    The file is written under a temporary name and renamed, and its name depends only on k, so a retried or
+    speculative attempt replaces it with the same rows (the walks are deterministic).
+    """
+    import pyarrow.parquet as pq
+
     from embeddings.graph.walks import ppr_neighborhoods
 
-    steps_acc, walk_s_acc, setup_s_acc = counters
     graph, setup_s = load_graph_cached(source, via_spark_files)
-    setup_s_acc.add(setup_s)
-    for batch in batches:
-        seeds = batch.column(0).to_numpy().astype(np.int32)
-        for start in range(0, len(seeds), batch_size):
-            chunk = seeds[start:start + batch_size]
-            started = time.perf_counter()
-            result = ppr_neighborhoods(graph, chunk, walk_config)
-            walk_s_acc.add(time.perf_counter() - started)
-            steps_acc.add(int(np.asarray(result.steps).sum()))
-            yield neighborhoods_to_arrow(result, graph.pin_ids)
+    fs = Lake(lake_uri).fs
+    for batch in tasks:
+        for task in batch.column(0).to_pylist():
+            seeds = np.arange(bounds[task], bounds[task + 1], dtype=np.int32)
+            final = f"{out_dir}/part-{task:05d}.parquet"
+            temporary = f"{out_dir}/.part-{task:05d}.{uuid.uuid4().hex}.tmp"
+            steps, walk_s, write_s, pending = 0, 0.0, 0.0, []
+            with fs.open_output_stream(temporary) as sink, \
+                    pq.ParquetWriter(sink, _OUTPUT_SCHEMA, compression="zstd") as writer:
+                for start in range(0, len(seeds), batch_size):
+                    started = time.perf_counter()
+                    result = ppr_neighborhoods(graph, seeds[start:start + batch_size], walk_config)
+                    walk_s += time.perf_counter() - started
+                    steps += int(np.asarray(result.steps).sum())
+                    started = time.perf_counter()
+                    pending.append(neighborhoods_to_arrow(result, graph.pin_ids))
+                    if sum(b.num_rows for b in pending) >= ROW_GROUP_ROWS:
+                        writer.write_table(pa.Table.from_batches(pending))
+                        pending = []
+                    write_s += time.perf_counter() - started
+                started = time.perf_counter()
+                writer.write_table(pa.Table.from_batches(pending, schema=_OUTPUT_SCHEMA))
+            fs.move(temporary, final)
+            write_s += time.perf_counter() - started
+            yield pa.RecordBatch.from_pydict(
+                {"task": [task], "rows": [len(seeds)], "steps": [steps], "walk_s": [walk_s], "setup_s": [setup_s],
+                 "write_s": [write_s]},
+                schema=pa.schema([("task", pa.int32()), ("rows", pa.int64()), ("steps", pa.int64()),
+                                  ("walk_s", pa.float64()), ("setup_s", pa.float64()), ("write_s", pa.float64())]),
+            )
+            setup_s = 0.0
 
 
 _OUTPUT_SCHEMA = PPR_NEIGHBORS.schema

@@ -37,8 +37,6 @@ log = logging.getLogger(__name__)
 
 # Spark's error when a scan fails on a file: "[FAILED_READ_FILE...] Encountered error while reading file <uri>."
 _FAILED_FILE = re.compile(r"reading file (\S+?)\.?(?:\s|$)")
-# What Spark's file committer and Hadoop's local filesystem leave beside the data.
-_NOT_DATA = ("_SUCCESS", "._SUCCESS.crc")
 
 
 def build_spark_session(
@@ -241,12 +239,13 @@ def write_partition(
 
 
 def remove_non_data_files(lake: Lake, directory: str) -> list[str]:
-    """Delete Spark's ``_SUCCESS`` and Hadoop's ``.crc`` files; return the remaining Parquet files."""
+    """Delete hidden files (names starting with ``.`` or ``_``, which Hadoop readers skip too: Spark's
+    ``_SUCCESS``, Hadoop's ``.crc`` checksums, temporary files of failed attempts); return the Parquet files."""
     data = []
     for info in lake.fs.get_file_info(pafs.FileSelector(directory, recursive=True)):
         if info.type != pafs.FileType.File:
             continue
-        if info.base_name in _NOT_DATA or info.base_name.endswith(".crc"):
+        if info.base_name.startswith((".", "_")):
             lake.fs.delete_file(info.path)
         elif info.base_name.endswith(".parquet"):
             data.append(info.path)
