@@ -80,12 +80,32 @@ class Stage:
     args: tuple[str, ...] = field(default=())
 
 
+def _env_args(name: str) -> tuple[str, ...]:
+    """Extra command-line arguments of a stage from the deployment's environment (e.g. a demo's epochs)."""
+    return tuple(shlex.split(os.environ.get(name, "")))
+
+
+# The time split of training and evaluation (docs/EVALUATION.md): the last TEST_DAYS days up to ds are the
+# test slice, the VALID_DAYS before them the validation slice. The graph holds the test slice out by
+# default, so that no evaluated save is inside a PPR neighborhood (EMB_GRAPH_HOLDOUT_DAYS=0 trades that
+# for a fresher graph; the evaluation then records that the graph covers the test slice).
+VALID_DAYS = os.environ.get("EMB_VALID_DAYS", "7")
+TEST_DAYS = os.environ.get("EMB_TEST_DAYS", "7")
+GRAPH_HOLDOUT_DAYS = os.environ.get("EMB_GRAPH_HOLDOUT_DAYS", TEST_DAYS)
+SPLIT_ARGS = ("--valid-days", VALID_DAYS, "--test-days", TEST_DAYS)
+
 STAGES: tuple[Stage, ...] = (
     Stage("validate_inputs", "jobs.validate_inputs", timeout=dt.timedelta(minutes=30)),
     Stage("build_features", "jobs.build_features", upstream=("validate_inputs",), timeout=dt.timedelta(hours=1)),
-    Stage("build_graph", "jobs.build_graph", upstream=("validate_inputs",), spark=True),
+    Stage("build_graph", "jobs.build_graph", upstream=("validate_inputs",), spark=True,
+          args=("--holdout-days", GRAPH_HOLDOUT_DAYS)),
     Stage("ppr_neighborhoods", "jobs.ppr_neighborhoods", upstream=("build_graph",), spark=True,
           timeout=dt.timedelta(hours=3)),
+    Stage("train_pinsage", "jobs.train_pinsage", upstream=("build_features", "ppr_neighborhoods"),
+          timeout=dt.timedelta(hours=8), args=(*SPLIT_ARGS, *_env_args("EMB_PINSAGE_TRAIN_ARGS"))),
+    Stage("evaluate_pinsage", "jobs.evaluate_pinsage", upstream=("train_pinsage",),
+          args=(*SPLIT_ARGS, *_env_args("EMB_PINSAGE_EVAL_ARGS"))),
+    Stage("infer_pinsage", "jobs.infer_pinsage", upstream=("evaluate_pinsage",)),
 )
 
 
@@ -111,7 +131,7 @@ def _operator(stage: Stage):
             execution_timeout=stage.timeout,
             do_xcom_push=False,
         )
-    command = " ".join([shlex.quote(PYTHON), "-m", stage.module, *args])
+    command = " ".join([shlex.quote(PYTHON), "-m", stage.module, "--ds", DS, *map(shlex.quote, stage.args)])
     return BashOperator(
         task_id=stage.task_id,
         bash_command=command,
@@ -124,7 +144,8 @@ def _operator(stage: Stage):
 
 with DAG(
     dag_id=DAG_ID,
-    description="Nightly: validate inputs, content features, pin-board graph (Spark) and PPR neighborhoods (Spark).",
+    description="Nightly: validate inputs, content features, pin-board graph and PPR neighborhoods (Spark), "
+    "PinSage train -> evaluate/promote -> infer with the champion.",
     schedule="0 2 * * *",
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
     catchup=False,
@@ -144,7 +165,10 @@ with DAG(
 Each run processes one partition `ds` (the UTC day that just ended; a `ds` param on manual runs).
 `validate_inputs` checks the raw `events` partition and the `pins`/`boards` snapshots against the data
 contract and stops the run on bad input; later stages write ds-partitioned tables with manifests.
-See README.md and docs/DATA.md.
+`train_pinsage` registers a new `pinsage` version in MLflow (alias `challenger`), `evaluate_pinsage`
+compares it with the champion and the baselines and moves `champion` only on a gain beyond noise, and
+`infer_pinsage` writes `pin_embeddings` with whichever version is the champion.
+See README.md, docs/DATA.md and docs/PINSAGE.md.
 """,
 ) as dag:
     tasks = {stage.task_id: _operator(stage) for stage in STAGES}

@@ -279,19 +279,23 @@ class PositivePairs:
     stats: dict[str, int] = field(default_factory=dict)
 
 
-def positive_pairs(events: pa.Table, pin_ids: np.ndarray, split: TimeSplit, max_gap_s: float) -> PositivePairs:
-    """Pairs (q, i) where a user's positive engagement with i came right after one with q.
+def engagement_pairs(
+    events: pa.Table, pin_ids: np.ndarray, split: TimeSplit, max_gap_s: float
+) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """Pairs (q, i) where a user's positive engagement with i came right after one with q, with their slice.
 
     "Right after" means the user's next positive engagement (other actions in between are ignored),
     within ``max_gap_s`` seconds, on a different pin. A pair belongs to the split slice of the day of its
-    second engagement; only TRAIN and VALID pairs are returned (test days are never used). Pairs with a
-    pin that has no features are dropped (counted in ``stats``).
+    second engagement. Pairs with a pin that has no features are dropped (counted in ``stats``).
 
     Args:
         events: columns user_id, pin_id, action, ts, duration_ms.
         pin_ids: (P,) sorted pins with features.
         split: the time split at ds.
         max_gap_s: the largest gap between the two engagements.
+
+    Returns:
+        ((N, 2) int64 [query row, next row], (N,) int8 slice label (TRAIN/VALID/TEST), stats).
     """
     if max_gap_s <= 0:
         raise ValueError(f"max_gap_s must be positive, got {max_gap_s}")
@@ -311,15 +315,19 @@ def positive_pairs(events: pa.Table, pin_ids: np.ndarray, split: TimeSplit, max_
     label = split.assign(day)
     q_rows, i_rows = rows_of(pin_ids, query), rows_of(pin_ids, item)
     known = (q_rows >= 0) & (i_rows >= 0)
-    pairs = np.stack([q_rows, i_rows], axis=1)
     stats = {
         "positive_events": int(positive.sum()),
         "pairs": int(is_pair.sum()),
         "pairs_without_features": int((~known).sum()),
-        "train_pairs": int((known & (label == TRAIN)).sum()),
-        "valid_pairs": int((known & (label == VALID)).sum()),
     }
-    return PositivePairs(pairs[known & (label == TRAIN)], pairs[known & (label == VALID)], stats)
+    return np.stack([q_rows, i_rows], axis=1)[known], label[known], stats
+
+
+def positive_pairs(events: pa.Table, pin_ids: np.ndarray, split: TimeSplit, max_gap_s: float) -> PositivePairs:
+    """The TRAIN and VALID ``engagement_pairs`` (test days are never used for training)."""
+    pairs, label, stats = engagement_pairs(events, pin_ids, split, max_gap_s)
+    stats = {**stats, "train_pairs": int((label == TRAIN).sum()), "valid_pairs": int((label == VALID).sum())}
+    return PositivePairs(pairs[label == TRAIN], pairs[label == VALID], stats)
 
 
 def load_positive_pairs(lake: Lake, pin_ids: np.ndarray, split: TimeSplit, max_gap_s: float) -> PositivePairs:

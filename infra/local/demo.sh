@@ -4,11 +4,19 @@
 # partitions with the same content.
 #   DEMO_DS     the partition to process (default 2026-11-01)
 #   DEMO_SCALE  synthetic preset: demo (~20k pins, default) or tiny (CI's small-scale check)
+# PinSage trains for at most 3 epochs in the demo (EMB_PINSAGE_TRAIN_ARGS; the job's default is 10 with
+# early stopping); the tiny preset's 14 days are split 8 train / 3 valid / 3 test.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 DEMO_DS="${DEMO_DS:-2026-11-01}"
 DEMO_SCALE="${DEMO_SCALE:-demo}"
 LOGICAL_DATE="$(python -c "import datetime as d; print((d.date.fromisoformat('$DEMO_DS') + d.timedelta(days=1)).isoformat() + 'T02:00:00+00:00')")"
+if [ "$DEMO_SCALE" = tiny ]; then
+  export EMB_VALID_DAYS="${EMB_VALID_DAYS:-3}" EMB_TEST_DAYS="${EMB_TEST_DAYS:-3}"
+  export EMB_PINSAGE_TRAIN_ARGS="${EMB_PINSAGE_TRAIN_ARGS:---num-epochs 2 --hidden-dim 64 --embedding-dim 64}"
+else
+  export EMB_PINSAGE_TRAIN_ARGS="${EMB_PINSAGE_TRAIN_ARGS:---num-epochs 3}"
+fi
 mkdir -p "$EMB_VAR_DIR" "$AIRFLOW_HOME"
 started=$SECONDS
 
@@ -48,6 +56,9 @@ PY
 
 step "Outputs in the lake for ds=$DEMO_DS"
 python -m jobs.describe_lake --ds "$DEMO_DS" --lake-uri "$EMB_LAKE_URI"
+
+step "Models in the MLflow registry ($MLFLOW_TRACKING_URI)"
+python -m jobs.describe_registry --model pinsage
 
 cat <<MSG
 

@@ -13,10 +13,13 @@ export AIRFLOW__CORE__DAGS_FOLDER="${AIRFLOW__CORE__DAGS_FOLDER:-$_repo/dags}"
 export AIRFLOW__CORE__LOAD_EXAMPLES="${AIRFLOW__CORE__LOAD_EXAMPLES:-False}"
 export AIRFLOW__CORE__PARALLELISM="${AIRFLOW__CORE__PARALLELISM:-4}"
 export AIRFLOW__API__HOST="${AIRFLOW__API__HOST:-127.0.0.1}"
-export AIRFLOW_CONN_SPARK_DEFAULT="${AIRFLOW_CONN_SPARK_DEFAULT:-{\"conn_type\": \"spark\", \"host\": \"$EMB_SPARK_MASTER\"}}"
+# (The JSON goes through a variable: inside ${VAR:-...} its closing brace would end the expansion early,
+# and a second `source` would append a stray "}".)
+_spark_conn="{\"conn_type\": \"spark\", \"host\": \"$EMB_SPARK_MASTER\"}"
+export AIRFLOW_CONN_SPARK_DEFAULT="${AIRFLOW_CONN_SPARK_DEFAULT:-$_spark_conn}"
 # Spark's Python workers must run this environment's interpreter (STACK_NOTES.md).
 export PATH="$_repo/.venv/bin:$PATH"
 export PYSPARK_PYTHON="${PYSPARK_PYTHON:-$_repo/.venv/bin/python}"
 export PYSPARK_DRIVER_PYTHON="${PYSPARK_DRIVER_PYTHON:-$_repo/.venv/bin/python}"
 export SPARK_LOCAL_IP="${SPARK_LOCAL_IP:-127.0.0.1}"
-unset _repo
+unset _repo _spark_conn

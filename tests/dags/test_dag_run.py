@@ -34,6 +34,10 @@ def _env(tmp_path: Path, lake_uri: str) -> dict[str, str]:
         MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}",
         EMB_TASK_RETRIES="0",
         EMB_SPARK_DRIVER_MEMORY="1g",
+        # 14 tiny days: 8 train, 3 valid, 3 test (held out of the graph); a small, short PinSage.
+        EMB_VALID_DAYS="3",
+        EMB_TEST_DAYS="3",
+        EMB_PINSAGE_TRAIN_ARGS="--num-epochs 2 --hidden-dim 32 --embedding-dim 32 --num-workers 0",
         PYSPARK_PYTHON=sys.executable,
         SPARK_LOCAL_IP="127.0.0.1",
     )
@@ -69,7 +73,7 @@ def airflow_env(tmp_path_factory):
 
 def test_nightly_dag_runs_end_to_end(airflow_env):
     from dags.nightly_embeddings import STAGES
-    from embeddings.data.schemas import PIN_FEATURES
+    from embeddings.data.schemas import GRAPH_CSR, PIN_EMBEDDINGS, PIN_FEATURES
     from embeddings.lake import Lake
 
     env, lake_uri = airflow_env
@@ -78,7 +82,23 @@ def test_nightly_dag_runs_end_to_end(airflow_env):
     assert result.returncode == 0, log[-5000:]
     states = _task_states(env)
     assert states == {s.task_id: "success" for s in STAGES}, log[-5000:]
-    assert Lake(lake_uri).read_manifest(PIN_FEATURES, DS).row_count > 0
+    lake = Lake(lake_uri)
+    assert lake.read_manifest(PIN_FEATURES, DS).row_count > 0
+    # the graph held the test slice out, and the embeddings come from the registry's champion
+    assert lake.read_manifest(GRAPH_CSR, DS).extra["holdout_days"] == 3
+    embeddings = lake.read_manifest(PIN_EMBEDDINGS, DS)
+    assert embeddings.row_count == lake.read_manifest(PIN_FEATURES, DS).row_count
+    assert embeddings.extra["model_version"] == "pinsage/1"
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    assert client.get_registered_model("pinsage").aliases == {"challenger": 1, "champion": 1}
+    version = client.get_model_version("pinsage", "1")
+    assert version.tags["ds"] == DS and version.tags["airflow.dag_id"] == "nightly_embeddings"
+    assert version.tags["promotion.decision"] == "promoted"
+    run = client.get_run(version.run_id)
+    assert "eval/pinsage challenger v1/test/ndcg_at_10" in run.data.metrics
+    assert any(m.startswith("eval/item_knn/test/") for m in run.data.metrics)
 
 
 def test_bad_input_stops_the_run_before_any_stage(airflow_env, tmp_path):

@@ -98,7 +98,7 @@ def test_feature_width_must_match_the_model(lake, lake_uri, tmp_path):
     write_tiny_lake(lake, num_days=1)
     config = PinSageConfig(in_dim=5, hidden_dim=4, embedding_dim=4, num_neighbors=4)
     path = save_model_dir(tmp_path / "narrow", build_model(config), config)
-    with pytest.raises(ValueError, match=r"has 12-d features but the model in .*narrow expects in_dim=5"):
+    with pytest.raises(ValueError, match=r"has 12-d features but model sha256:\w+ in .*narrow expects in_dim=5"):
         run(InferPinSageConfig(lake_uri=lake_uri, ds=DS, model_dir=str(path)))
 
 

@@ -48,7 +48,7 @@ def test_main_parses_flags_and_runs(lake, lake_uri, tmp_path):
     main(["--ds", DS.isoformat(), "--lake-uri", lake_uri, "--model-dir", str(tmp_path / "m"), "--device", "cpu",
           "--hidden-dim", "8", "--embedding-dim", "8", "--num-neighbors", "3", "--valid-days", "2", "--test-days",
           "1", "--batch-size", "64", "--num-shared-negatives", "8", "--num-epochs", "1", "--num-workers", "0",
-          "--loss", "sampled_softmax", "--pooling", "mean"])
+          "--loss", "sampled_softmax", "--pooling", "mean", "--no-register"])
     config, metadata = read_model_metadata(tmp_path / "m")
     assert config.pooling == "mean" and metadata["training_options"]["loss"] == "sampled_softmax"
 

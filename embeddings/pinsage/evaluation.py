@@ -1,0 +1,315 @@
+"""PinSage's offline evaluation with its baselines, all scored by the same ranking code.
+
+Two tasks on a held-out slice of positive engagements (docs/EVALUATION.md):
+
+* **item-to-item**: query = a pin, target = the pin its user engaged with next (``engagement_pairs``),
+  ranked by the method among all pins, the query masked: ``hr@K`` (PinSage's hit-rate@K) and MRR.
+* **user next-save**: the user's first new pin in the slice, ranked among all pins with the history
+  masked; the user is represented by their latest history pins: ``hr@10`` / ``ndcg@10``.
+
+Methods: any pin embedding (PinSage, or content features alone) scored by cosine; item-kNN on
+co-engagement (cosine over the binarized training user x pin matrix); Pixie walks on the pin-board graph;
+popularity. Each method's settings (the number of latest pins a user is represented by and how their
+scores blend; item-kNN's neighbor count; Pixie's query pins) are chosen on the validation slice and the
+test slice is scored once with the choice. Item-kNN and popularity are fitted on the training slice only,
+the same engagement PinSage trains on.
+
+The data are labelled positive events (train / valid / test), so one evaluator serves the nightly time
+split (``load_time_split``) and a per-user split of a public dataset alike.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import scipy.sparse as sp
+
+from embeddings.data.engagement import TEST, TRAIN, VALID, TimeSplit, positive_mask
+from embeddings.data.schemas import EVENTS
+from embeddings.eval.baselines import fit_item_knn, item_popularity, tune_on_validation
+from embeddings.eval.metrics import RankingMetrics
+from embeddings.eval.protocols import (
+    Protocol,
+    Sequences,
+    UserTargets,
+    USER_NEXT,
+    evaluate_item_to_item,
+    evaluate_users,
+    evaluation_table,
+    user_targets,
+)
+from embeddings.eval.scorers import CandidateScorer, EmbeddingScorer, ItemScoresScorer, MultiVectorScorer, SparseScorer
+from embeddings.graph.csr import BipartiteCSR
+from embeddings.graph.pixie import pixie_candidates
+from embeddings.graph.walks import WalkConfig
+from embeddings.lake import Lake
+from embeddings.pinsage.data import engagement_pairs, rows_of
+
+log = logging.getLogger(__name__)
+
+ITEM_TASK, USER_TASK = "item_to_item", "user_next"
+SLICES = {"valid": VALID, "test": TEST}
+ITEM_KS = (1, 10, 50, 100, 500)
+USER_KS = (10, 50)
+# (number of latest history pins, blend) tried for a user represented by pin vectors.
+USER_QUERY_SETTINGS: tuple[tuple[int, str], ...] = ((1, "max"), (5, "max"), (20, "max"), (20, "sum"))
+KNN_NEIGHBORS = (20, 100, 400)
+PIXIE_LATEST = (5, 20)
+TUNING_METRIC = {ITEM_TASK: "hr@10", USER_TASK: "ndcg@10"}
+
+
+@dataclass(frozen=True)
+class EvaluationData:
+    """Labelled positive engagements over the pins of one embedding table.
+
+    Attributes:
+        num_items: N (pins are rows ``0..N-1`` of the embedding tables compared).
+        users, items, ts, labels: (E,) positive events: user row, pin row, timestamp, TRAIN/VALID/TEST.
+        pairs: slice name -> (n, 2) [query row, next row] item-to-item pairs of that slice.
+        split: how the labels were made (goes into every protocol string), per slice name.
+        max_users: users scored per slice at most (a seeded sample of those with a target), 0 = all.
+        seed: seeds the user sample.
+    """
+
+    num_items: int
+    users: np.ndarray
+    items: np.ndarray
+    ts: np.ndarray
+    labels: np.ndarray
+    pairs: Mapping[str, np.ndarray]
+    split: Mapping[str, str]
+    max_users: int = 2000
+    seed: int = 0
+    num_users: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "num_users", int(self.users.max()) + 1 if len(self.users) else 0)
+        for name in SLICES:
+            if name not in self.pairs or name not in self.split:
+                raise ValueError(f"evaluation data needs pairs and a split description for slice {name!r}")
+
+    def train_matrix(self) -> sp.csr_matrix:
+        """(U, N) 0/1 training-slice engagement (item-kNN and popularity are fitted on it)."""
+        train = self.labels == TRAIN
+        return Sequences.from_events(self.users[train], self.items[train], self.ts[train], self.num_users,
+                                     self.num_items).matrix()
+
+    def user_targets(self, slice_name: str) -> UserTargets:
+        """History before the slice and each sampled user's first new pin in it."""
+        data = user_targets(self.users, self.items, self.ts, self.labels, target_label=SLICES[slice_name],
+                            num_users=self.num_users, num_items=self.num_items, mode="next")
+        with_target = np.flatnonzero(np.diff(data.targets.indptr) > 0)
+        if self.max_users and len(with_target) > self.max_users:
+            keep = np.sort(np.random.default_rng(self.seed).choice(with_target, self.max_users, replace=False))
+            mask = np.zeros(self.num_users)
+            mask[keep] = 1.0
+            data = UserTargets(data.history, sp.csr_matrix(sp.diags(mask) @ data.targets))
+            data.targets.eliminate_zeros()
+        return data
+
+    def protocol(self, task: str, slice_name: str) -> Protocol:
+        if task == USER_TASK:
+            return Protocol(task=USER_NEXT, split=self.split[slice_name], masking="history masked")
+        return Protocol(task="item-to-item next engagement", split=self.split[slice_name], masking="query masked")
+
+
+@dataclass(frozen=True)
+class MethodResult:
+    """One method's tuned settings and its results per (task, slice)."""
+
+    name: str
+    settings: dict[str, Hashable]
+    results: dict[tuple[str, str], RankingMetrics]
+    seconds: float
+
+
+UserScorerFactory = Callable[[UserTargets, Hashable], Callable[[np.ndarray], np.ndarray]]
+
+
+class Evaluator:
+    """Evaluates methods on ``EvaluationData``; builds each slice's targets once."""
+
+    def __init__(self, data: EvaluationData, *, chunk_size: int | None = None) -> None:
+        self.data = data
+        self.chunk_size = chunk_size
+        self._users = {name: data.user_targets(name) for name in SLICES}
+        for name, targets in self._users.items():
+            log.info("%s slice: %d item-to-item pairs, %d users with a next-save target (%s)", name,
+                     len(data.pairs[name]), int((np.diff(targets.targets.indptr) > 0).sum()), data.split[name])
+
+    def item_to_item(self, scorer, slice_name: str) -> RankingMetrics:
+        pairs = self.data.pairs[slice_name]
+        return evaluate_item_to_item(scorer, pairs[:, 0], pairs[:, 1], self.data.num_items,
+                                     split=self.data.split[slice_name], ks=ITEM_KS, mrr_scale=100,
+                                     chunk_size=self.chunk_size)
+
+    def users(self, make_scorer: UserScorerFactory, setting: Hashable, slice_name: str) -> RankingMetrics:
+        targets = self._users[slice_name]
+        return evaluate_users(make_scorer(targets, setting), targets, self.data.protocol(USER_TASK, slice_name),
+                              ks=USER_KS, chunk_size=self.chunk_size)
+
+    def _run(self, name: str, item_scorers: Callable[[Hashable], object], item_settings: Sequence[Hashable],
+             user_scorers: UserScorerFactory, user_settings: Sequence[Hashable]) -> MethodResult:
+        started = time.perf_counter()
+        results: dict[tuple[str, str], RankingMetrics] = {}
+        item = tune_on_validation(item_settings, lambda s: self.item_to_item(item_scorers(s), "valid"),
+                                  TUNING_METRIC[ITEM_TASK])
+        results[(ITEM_TASK, "valid")] = item.results[item_settings.index(item.best)]
+        results[(ITEM_TASK, "test")] = self.item_to_item(item_scorers(item.best), "test")
+        user = tune_on_validation(user_settings, lambda s: self.users(user_scorers, s, "valid"),
+                                  TUNING_METRIC[USER_TASK])
+        results[(USER_TASK, "valid")] = user.results[user_settings.index(user.best)]
+        results[(USER_TASK, "test")] = self.users(user_scorers, user.best, "test")
+        seconds = time.perf_counter() - started
+        log.info("%s evaluated in %.1f s (item setting %r, user setting %r)", name, seconds, item.best, user.best)
+        return MethodResult(name, {ITEM_TASK: item.best, USER_TASK: user.best}, results, seconds)
+
+    def embeddings(self, name: str, vectors: np.ndarray) -> MethodResult:
+        """Cosine over pin vectors (a model's embeddings, or content features)."""
+        scorer = EmbeddingScorer(vectors)
+
+        def users(targets: UserTargets, setting) -> MultiVectorScorer:
+            num_latest, blend = setting
+            ptr, rows = targets.history.latest(num_latest)
+            return MultiVectorScorer(scorer.items, ptr, rows, blend=blend)
+
+        return self._run(name, lambda _: scorer, ["cosine"], users, list(USER_QUERY_SETTINGS))
+
+    def item_knn(self, name: str = "item_knn", neighbor_counts: Sequence[int] = KNN_NEIGHBORS) -> MethodResult:
+        """Item-kNN on co-engagement, the neighbor count chosen on validation (per task)."""
+        train = self.data.train_matrix()
+        fitted: dict[int, sp.csr_matrix] = {}
+
+        def similarity(k: int) -> sp.csr_matrix:
+            if k not in fitted:
+                fitted[k] = fit_item_knn(train, k)
+            return fitted[k]
+
+        identity = sp.identity(self.data.num_items, format="csr")
+        return self._run(
+            name, lambda k: SparseScorer(identity, similarity(k)), list(neighbor_counts),
+            lambda targets, k: SparseScorer(targets.history.matrix(), similarity(k)), list(neighbor_counts),
+        )
+
+    def popularity(self, name: str = "popularity") -> MethodResult:
+        """Distinct training users per pin; the same list for every query."""
+        scorer = ItemScoresScorer(item_popularity(self.data.train_matrix()))
+        return self._run(name, lambda _: scorer, ["distinct users"], lambda _t, _s: scorer, ["distinct users"])
+
+    def pixie(self, graph: BipartiteCSR, row_of_graph_pin: np.ndarray, name: str = "pixie",
+              item_steps: int = 5000, user_steps: int = 20000, num_candidates: int = 1000,
+              latest: Sequence[int] = PIXIE_LATEST, seed: int = 0) -> MethodResult:
+        """Pixie walk candidates (``embeddings.graph.pixie``); pins outside the candidates rank last.
+
+        Args:
+            graph: the pin-board CSR the walks run on (built without the evaluated slices).
+            row_of_graph_pin: (graph.num_pins,) the evaluation row of each graph pin.
+            item_steps / user_steps: the walk budget for one query pin / for a user's query pins.
+            num_candidates: candidates kept per query.
+            latest: the numbers of latest history pins tried as a user's (recency-weighted) queries.
+        """
+        graph_row = np.full(self.data.num_items, -1, dtype=np.int64)
+        graph_row[row_of_graph_pin] = np.arange(graph.num_pins)
+
+        def generator(steps: int):
+            config = WalkConfig(num_steps=steps, seed=seed)
+
+            def generate(pins: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                in_graph = graph_row[pins] >= 0
+                if not in_graph.any():
+                    return np.zeros(0, np.int64), np.zeros(0)
+                found, scores = pixie_candidates(graph, graph_row[pins][in_graph], weights[in_graph], config,
+                                                 num_candidates)
+                return row_of_graph_pin[found], scores
+
+            return generate
+
+        identity = sp.identity(self.data.num_items, format="csr")
+        item_scorer = CandidateScorer(generator(item_steps), identity, self.data.num_items)
+
+        def users(targets: UserTargets, num_latest: int) -> CandidateScorer:
+            ptr, rows = targets.history.latest(num_latest)
+            position = np.arange(len(rows)) - np.repeat(ptr[:-1], np.diff(ptr))
+            weights = 1.0 / (1.0 + position)  # newest first: 1, 1/2, 1/3, ...
+            owner = np.repeat(np.arange(len(ptr) - 1), np.diff(ptr))
+            queries = sp.csr_matrix((weights, (owner, rows)), shape=(len(ptr) - 1, self.data.num_items))
+            return CandidateScorer(generator(user_steps), queries, self.data.num_items)
+
+        return self._run(name, lambda _: item_scorer, [f"{item_steps} steps"], users, list(latest))
+
+
+def results_table(methods: Sequence[MethodResult], *, ci_samples: int = 0, seed: int = 0) -> pd.DataFrame:
+    """``evaluation_table`` of every method, task and slice, with each method's tuned setting."""
+    triples, settings = [], []
+    for method in methods:
+        for (task, slice_name), result in method.results.items():
+            triples.append((method.name, slice_name, result))
+            settings.append(repr(method.settings[task]))
+    table = evaluation_table(triples, ci_samples=ci_samples, seed=seed)
+    counts = [len(r.values) for _, _, r in triples]
+    table.insert(2, "setting", np.repeat(settings, counts))
+    return table
+
+
+# ---- the nightly time split ---------------------------------------------------------------------
+
+
+def evaluation_data_from_events(
+    events: pa.Table, pin_ids: np.ndarray, split: TimeSplit, max_gap_s: float, *,
+    max_pairs: int = 5000, max_users: int = 2000, seed: int = 0,
+) -> EvaluationData:
+    """``EvaluationData`` for the time split at ``split.ds`` from raw ``events`` of its window.
+
+    Args:
+        events: columns user_id, pin_id, action, ts, duration_ms.
+        pin_ids: (N,) sorted pin ids: the rows of every embedding table compared.
+        split: the time split (train / valid / test days).
+        max_gap_s: the item-to-item pair gap (as in training).
+        max_pairs, max_users: per-slice sample sizes (seeded); 0 = all.
+    """
+    positive = positive_mask(events.column("action").to_numpy(zero_copy_only=False),
+                             events.column("duration_ms").to_numpy(zero_copy_only=False))
+    user_ids = events.column("user_id").to_numpy()[positive]
+    pins = rows_of(pin_ids, events.column("pin_id").to_numpy()[positive])
+    ts = events.column("ts").to_numpy()[positive].astype("datetime64[us]")
+    known = pins >= 0
+    if (~known).any():
+        log.info("%d positive events on pins without features are left out of the evaluation", int((~known).sum()))
+    _, users = np.unique(user_ids[known], return_inverse=True)
+    labels = split.assign(ts[known].astype("datetime64[D]"))
+    all_pairs, pair_labels, _ = engagement_pairs(events, pin_ids, split, max_gap_s)
+    rng = np.random.default_rng(seed)
+    pairs = {}
+    for name, label in SLICES.items():
+        chosen = all_pairs[pair_labels == label]
+        if max_pairs and len(chosen) > max_pairs:
+            chosen = chosen[np.sort(rng.choice(len(chosen), max_pairs, replace=False))]
+        pairs[name] = chosen
+    describe = {
+        "valid": f"time split valid ({split.valid_start}..{split.test_start - dt.timedelta(days=1)})",
+        "test": f"time split test ({split.test_start}..{split.ds})",
+    }
+    return EvaluationData(num_items=len(pin_ids), users=users.astype(np.int64), items=pins[known],
+                          ts=ts[known], labels=labels, pairs=pairs, split=describe, max_users=max_users, seed=seed)
+
+
+def load_time_split(lake: Lake, pin_ids: np.ndarray, split: TimeSplit, max_gap_s: float, **kwargs) -> EvaluationData:
+    """Read the window's ``events`` and build ``evaluation_data_from_events``.
+
+    Raises:
+        ValueError: no events partition in the window.
+    """
+    columns = ["user_id", "pin_id", "action", "ts", "duration_ms"]
+    events, days = lake.read_range(EVENTS, split.start, split.ds, columns=columns)
+    if not days:
+        raise ValueError(f"table events, ds {split.start}..{split.ds} under {lake.lake_uri}: no committed "
+                         f"partitions to evaluate on")
+    return evaluation_data_from_events(events, pin_ids, split, max_gap_s, **kwargs)
+
