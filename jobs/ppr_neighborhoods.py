@@ -13,6 +13,10 @@ machine would take CPU from the walkers. Randomness is a hash of (seed, pin, wal
 does not depend on the number of tasks, batches, reruns or retries, and a retried task rewrites its file
 with the same rows.
 
+A dry run (``dry_run=True``, for benchmarks) does all of that but deletes the staging directory instead of
+committing it; with ``pin_limit`` it walks only the first ``pin_limit`` pins (split into ranges of equal
+work like a full run). Nothing published is touched, so it can run beside the nightly job.
+
 The CSR must be readable by every executor: with ``csr_distribution="path"`` the executors open the lake
 partition itself (a local lake, or a filesystem mounted at the same path on every node); with
 ``"spark_files"`` the driver copies the partition into a local directory (downloading it from object
@@ -73,6 +77,10 @@ class PprNeighborhoodsConfig:
         warmup: run one tiny task per core first, so CSR loading and JIT compilation are timed apart.
         spark_master / shuffle_partitions: Spark settings (master None = spark-submit's, else EMB_SPARK_MASTER).
         stale_staging_s: staging dirs of the output older than this are removed at the start.
+        dry_run: walk and write into staging as usual, check the row count, then delete the staging dir
+            instead of committing (benchmarks: the timings of a real run, no published partition touched).
+        pin_limit: walk only pins ``0..pin_limit-1`` (all pins if the graph has fewer); requires dry_run,
+            since a partial partition must never be published.
     """
 
     lake_uri: str
@@ -91,6 +99,8 @@ class PprNeighborhoodsConfig:
     spark_master: str | None = None
     shuffle_partitions: int = 16
     stale_staging_s: float = 6 * 3600.0
+    dry_run: bool = False
+    pin_limit: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ds", parse_ds(self.ds))
@@ -113,6 +123,14 @@ class PprNeighborhoodsConfig:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.csr_distribution not in CSR_DISTRIBUTIONS:
             raise ValueError(f"csr_distribution must be one of {CSR_DISTRIBUTIONS}, got {self.csr_distribution!r}")
+        if self.pin_limit is not None:
+            if self.pin_limit < 1:
+                raise ValueError(f"pin_limit must be >= 1 or None, got {self.pin_limit}")
+            if not self.dry_run:
+                raise ValueError(
+                    f"pin_limit={self.pin_limit} walks only part of the graph, so it requires dry_run=True "
+                    "(a partial ppr_neighbors partition is never committed)"
+                )
 
     def walk_config(self):
         """The walker's settings (embeddings.graph.walks.WalkConfig)."""
@@ -133,10 +151,15 @@ class PprNeighborhoodsResult:
     ``task_walk_s`` / ``task_setup_s`` (sums over tasks of time inside the walker / loading the graph);
     rates: ``steps_per_s`` = steps / walk_s, ``steps_per_core_s`` = that / cores,
     ``walker_steps_per_core_s`` = steps / task_walk_s (the walker alone, inside Spark).
+    ``task_write_s`` sums the tasks' time converting and writing their rows (not counted in task_walk_s).
+
+    ``manifest`` is None for a dry run (nothing committed); ``num_pins`` counts the graph's pins and
+    ``walked_pins`` those walked (fewer with ``pin_limit``); the other counts are of the whole graph.
     """
 
-    manifest: Manifest = field(repr=False)
+    manifest: Manifest | None = field(repr=False)
     num_pins: int
+    walked_pins: int
     isolated_pins: int
     pins_without_neighbors: int
     total_steps: int
@@ -146,14 +169,16 @@ class PprNeighborhoodsResult:
 
 
 def run(config: PprNeighborhoodsConfig, spark=None) -> PprNeighborhoodsResult:
-    """Compute and commit the neighborhoods of every pin of the graph at ``config.ds``.
+    """Compute and commit the neighborhoods of every pin of the graph at ``config.ds`` (or, with
+    ``config.dry_run``, compute and write them into staging, check them and delete them).
 
     Args:
         config: the run's settings.
         spark: a SparkSession to use; None creates one (``jobs.spark.build_spark_session``).
 
     Returns:
-        PprNeighborhoodsResult (counts and timings; the counts are also in the manifest's ``extra``).
+        PprNeighborhoodsResult (counts and timings; the counts are also in the manifest's ``extra``;
+        manifest None for a dry run).
 
     Raises:
         PartitionMissingError: no graph_csr partition for ds.
@@ -180,9 +205,11 @@ def run(config: PprNeighborhoodsConfig, spark=None) -> PprNeighborhoodsResult:
         isolated, without_neighbors = count_pins_without_neighbors(graph)
         if num_pins == 0:
             raise ValueError(f"{lake.describe(GRAPH_CSR, config.ds)} has no pins; nothing to walk from")
-        num_tasks = min(num_tasks, num_pins)
-        log.info("ppr ds=%s: %d pins (%d isolated), %d edges, %d tasks on %d cores, %d steps per pin",
-                 config.ds, num_pins, isolated, graph.num_edges, num_tasks, cores, config.num_steps)
+        walked_pins = num_pins if config.pin_limit is None else min(config.pin_limit, num_pins)
+        num_tasks = min(num_tasks, walked_pins)
+        log.info("ppr ds=%s: %d pins (%d isolated), %d edges, %d tasks on %d cores, %d steps per pin%s",
+                 config.ds, num_pins, isolated, graph.num_edges, num_tasks, cores, config.num_steps,
+                 f"; dry run over pins 0..{walked_pins - 1}" if config.dry_run else "")
         warmup_s = 0.0
         if config.warmup:
             t = time.perf_counter()
@@ -193,7 +220,7 @@ def run(config: PprNeighborhoodsConfig, spark=None) -> PprNeighborhoodsResult:
             warmup_s = time.perf_counter() - t
             log.info("warm-up (graph load + walker compilation on %d worker(s)): %.1f s", cores, warmup_s)
 
-        bounds = balanced_ranges(graph.pin_degree(), num_tasks)
+        bounds = balanced_ranges(graph.pin_degree()[:walked_pins], num_tasks)
         extra = {
             "pins": num_pins, "isolated_pins": isolated, "pins_without_neighbors": without_neighbors,
             "edges": graph.num_edges, "num_tasks": num_tasks,
@@ -214,20 +241,27 @@ def run(config: PprNeighborhoodsConfig, spark=None) -> PprNeighborhoodsResult:
                 TASK_STATS_SCHEMA,
             )
             t = time.perf_counter()
-            with ProgressLogger(spark, "pins", num_pins):
+            with ProgressLogger(spark, "pins", walked_pins):
                 stats = tasks.toArrow()
             walk_s = time.perf_counter() - t
             t = time.perf_counter()
             files = remove_non_data_files(lake, staging)
             rows = int(pc.sum(stats.column("rows")).as_py() or 0)
             expected_files = {f"part-{k:05d}.parquet" for k in range(num_tasks)}
-            if rows != num_pins or {f.rsplit("/", 1)[-1] for f in files} != expected_files:
+            if rows != walked_pins or {f.rsplit("/", 1)[-1] for f in files} != expected_files:
                 raise LakeError(
                     f"{lake.describe(PPR_NEIGHBORS, config.ds)}: the tasks wrote {rows} rows in {len(files)} "
-                    f"file(s), expected one row per graph pin ({num_pins}) in {num_tasks} files; not committed"
+                    f"file(s), expected one row per walked pin ({walked_pins}) in {num_tasks} files; "
+                    "not committed"
                 )
-            manifest = lake.commit(PPR_NEIGHBORS, staging, config.ds, row_count=rows, inputs=[csr_manifest],
-                                   extra=extra)
+            if config.dry_run:
+                manifest = None
+                delete_dir(lake, staging)
+                log.info("dry run: %d rows checked in staging and deleted; %s untouched", rows,
+                         lake.describe(PPR_NEIGHBORS, config.ds))
+            else:
+                manifest = lake.commit(PPR_NEIGHBORS, staging, config.ds, row_count=rows,
+                                       inputs=[csr_manifest], extra=extra)
         except BaseException:
             delete_dir(lake, staging)
             raise
@@ -245,13 +279,14 @@ def run(config: PprNeighborhoodsConfig, spark=None) -> PprNeighborhoodsResult:
         "steps_per_s": steps_per_s, "steps_per_core_s": steps_per_s / cores,
         "walker_steps_per_core_s": total_steps / max(task_walk_s, 1e-9),
     }
-    log.info("ppr ds=%s: %d pins, %.3g steps in %.1f s walking (%.3g steps/s, %.3g per core; walker alone "
-             "%.3g per core); start-up %.1f s (session %.1f + warm-up %.1f)", config.ds, num_pins, total_steps,
-             walk_s, steps_per_s, steps_per_s / cores, timings["walker_steps_per_core_s"],
+    log.info("ppr ds=%s: %d pins walked, %.3g steps in %.1f s walking (%.3g steps/s, %.3g per core; walker "
+             "alone %.3g per core); start-up %.1f s (session %.1f + warm-up %.1f)", config.ds, walked_pins,
+             total_steps, walk_s, steps_per_s, steps_per_s / cores, timings["walker_steps_per_core_s"],
              session_s + warmup_s, session_s, warmup_s)
     return PprNeighborhoodsResult(
-        manifest=manifest, num_pins=num_pins, isolated_pins=isolated, pins_without_neighbors=without_neighbors,
-        total_steps=total_steps, cores=cores, num_tasks=num_tasks, timings=timings,
+        manifest=manifest, num_pins=num_pins, walked_pins=walked_pins, isolated_pins=isolated,
+        pins_without_neighbors=without_neighbors, total_steps=total_steps, cores=cores, num_tasks=num_tasks,
+        timings=timings,
     )
 
 
@@ -481,6 +516,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--spark-master", default=None,
                         help="default: spark-submit's --master, else EMB_SPARK_MASTER (local[*])")
     parser.add_argument("--shuffle-partitions", type=int, default=defaults.shuffle_partitions)
+    parser.add_argument("--dry-run", action="store_true",
+                        help="walk and write into staging, check, then delete it: commit nothing (benchmarks)")
+    parser.add_argument("--pin-limit", type=int, default=None,
+                        help="walk only the first N pins (requires --dry-run)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = PprNeighborhoodsConfig(
@@ -488,9 +527,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         band=args.band, num_band_samples=args.num_band_samples, seed=args.seed, early_stop=args.early_stop,
         num_tasks=args.num_tasks, batch_size=args.batch_size, csr_distribution=args.csr_distribution,
         warmup=not args.no_warmup, spark_master=args.spark_master, shuffle_partitions=args.shuffle_partitions,
+        dry_run=args.dry_run, pin_limit=args.pin_limit,
     )
     result = run(config)
-    print({"pins": result.num_pins, "isolated_pins": result.isolated_pins, "total_steps": result.total_steps,
+    print({"pins": result.num_pins, "walked_pins": result.walked_pins, "dry_run": config.dry_run,
+           "isolated_pins": result.isolated_pins, "total_steps": result.total_steps,
            "cores": result.cores, "timings": {k: round(v, 3) for k, v in result.timings.items()}})
 
 

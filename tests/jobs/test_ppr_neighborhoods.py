@@ -97,7 +97,9 @@ def test_graph_is_loaded_once_per_process_and_again_when_rewritten(tmp_path):
     ("kwargs", "match"),
     [({"num_steps": 0}, r"num_steps must be >= 1, got 0"), ({"alpha": 1.0}, r"alpha must be in \(0, 1\), got 1\.0"),
      ({"band": (50, 20)}, r"band must be \(lo, hi\) ranks with 0 <= lo < hi, got \(50, 20\)"),
-     ({"csr_distribution": "nfs"}, r"csr_distribution must be one of \('auto', 'path', 'spark_files'\), got 'nfs'")],
+     ({"csr_distribution": "nfs"}, r"csr_distribution must be one of \('auto', 'path', 'spark_files'\), got 'nfs'"),
+     ({"pin_limit": 10}, r"pin_limit=10 walks only part of the graph, so it requires dry_run=True"),
+     ({"pin_limit": 0, "dry_run": True}, r"pin_limit must be >= 1 or None, got 0")],
 )
 def test_config_rejects_bad_values(kwargs, match):
     from jobs.ppr_neighborhoods import PprNeighborhoodsConfig
@@ -210,6 +212,38 @@ def test_rerun_rewrites_one_ds_and_sees_a_rewritten_graph(spark, tmp_path):
     assert {p.name: p.read_bytes() for p in Path(lake.partition_path(PPR_NEIGHBORS, earlier)).iterdir()} \
         == earlier_files
     assert lake.list_partitions(PPR_NEIGHBORS) == [earlier, DS]
+
+
+def lake_files(lake: Lake) -> dict[str, bytes]:
+    """Every file under the lake (relative path -> bytes); empty directories are not content."""
+    root = Path(lake.lake_uri)
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.spark
+def test_dry_run_walks_the_first_pins_and_writes_nothing(spark, walked, tmp_path):
+    from jobs.ppr_neighborhoods import run
+
+    lake, graph, full = walked
+    published = read_sorted(lake).to_pylist()
+    before = lake_files(lake)
+    for _ in range(2):  # a rerun finds no leftovers and gives the same figures
+        result = run(config_for(lake, dry_run=True, pin_limit=7), spark)
+        assert result.manifest is None and result.walked_pins == 7 and result.num_pins == graph.num_pins
+        assert result.num_tasks == 3
+        # The steps of exactly pins 0..6 (pin_id order = index order), as the committed run took them.
+        assert result.total_steps == sum(r["num_steps"] for r in published[:7]) > 0
+        assert result.timings["walk_s"] > 0 and result.timings["steps_per_core_s"] > 0
+        assert result.timings["task_walk_s"] > 0 and result.timings["task_write_s"] > 0
+        assert lake_files(lake) == before
+    # A limit beyond the graph walks every pin; a dry run on a lake without the output creates no partition.
+    other = Lake(str(tmp_path / "lake"))
+    write_graph(other, graph)
+    before = lake_files(other)
+    result = run(config_for(other, dry_run=True, pin_limit=10 * graph.num_pins), spark)
+    assert result.walked_pins == graph.num_pins and result.total_steps == full.total_steps
+    assert lake_files(other) == before and not other.exists(PPR_NEIGHBORS, DS)
+    assert other.list_partitions(PPR_NEIGHBORS) == []
 
 
 @pytest.mark.spark
