@@ -106,6 +106,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("evaluate_pinsage", "jobs.evaluate_pinsage", upstream=("train_pinsage",),
           args=(*SPLIT_ARGS, *_env_args("EMB_PINSAGE_EVAL_ARGS"))),
     Stage("infer_pinsage", "jobs.infer_pinsage", upstream=("evaluate_pinsage",)),
+    Stage("pinnersage", "jobs.pinnersage", upstream=("infer_pinsage",), spark=True),
 )
 
 

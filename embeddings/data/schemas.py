@@ -293,6 +293,33 @@ PIN_EMBEDDINGS = TableSpec(
     doc="PinSage embedding of every pin with content features at ds (jobs.infer_pinsage).",
 )
 
+# ---- user embeddings (embeddings.pinnersage) ------------------------------------------------------
+USER_MEDOIDS = TableSpec(
+    name="user_medoids",
+    schema=pa.schema(
+        [
+            pa.field("user_id", pa.int64(), nullable=False),
+            # 1 = the user's most important cluster; at most top_k rows per user.
+            pa.field("rank", pa.int32(), nullable=False),
+            # The cluster's medoid: a real pin id with a pin_embeddings row.
+            pa.field("medoid_pin_id", pa.int64(), nullable=False),
+            # sum over the cluster's actions of exp(-lambda * age_days), ages at the end of computed_ds.
+            pa.field("importance", pa.float64(), nullable=False),
+            pa.field("cluster_size", pa.int32(), nullable=False),  # distinct pins
+            pa.field("num_cluster_actions", pa.int32(), nullable=False),
+            pa.field("num_clusters", pa.int32(), nullable=False),  # before the top-k cut
+            pa.field("num_actions", pa.int32(), nullable=False),  # embedded actions given to the clustering
+            pa.field("capped", pa.bool_(), nullable=False),  # the oldest actions were left out (max_actions)
+            pa.field("pinsage_model_version", pa.string(), nullable=False),
+            # The ds whose run computed the row (earlier than ds for rows carried over incrementally).
+            pa.field("computed_ds", pa.date32(), nullable=False),
+        ]
+    ),
+    partitioned_by_ds=True,
+    key=("user_id", "rank"),
+    doc="PinnerSage: the top-k medoids of the Ward clusters of each user's engaged pins (jobs.pinnersage).",
+)
+
 # ---- the catalogue ---------------------------------------------------------------------------------
 RAW_TABLES: dict[str, TableSpec] = {t.name: t for t in (EVENTS, PINS, BOARDS)}
 TABLES: dict[str, TableSpec] = {
@@ -306,6 +333,8 @@ TABLES: dict[str, TableSpec] = {
         GRAPH_EDGES, GRAPH_PINS, GRAPH_BOARDS, GRAPH_CSR, PPR_NEIGHBORS,
         # pin embeddings:
         PIN_EMBEDDINGS,
+        # user embeddings:
+        USER_MEDOIDS,
     ]
 }
 

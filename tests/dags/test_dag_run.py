@@ -73,7 +73,7 @@ def airflow_env(tmp_path_factory):
 
 def test_nightly_dag_runs_end_to_end(airflow_env):
     from dags.nightly_embeddings import STAGES
-    from embeddings.data.schemas import GRAPH_CSR, PIN_EMBEDDINGS, PIN_FEATURES
+    from embeddings.data.schemas import GRAPH_CSR, PIN_EMBEDDINGS, PIN_FEATURES, USER_MEDOIDS
     from embeddings.lake import Lake
 
     env, lake_uri = airflow_env
@@ -89,6 +89,8 @@ def test_nightly_dag_runs_end_to_end(airflow_env):
     embeddings = lake.read_manifest(PIN_EMBEDDINGS, DS)
     assert embeddings.row_count == lake.read_manifest(PIN_FEATURES, DS).row_count
     assert embeddings.extra["model_version"] == "pinsage/1"
+    medoids = lake.read_manifest(USER_MEDOIDS, DS)
+    assert medoids.row_count > 0 and medoids.extra["pinsage_model_version"] == "pinsage/1"
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(env["MLFLOW_TRACKING_URI"])
