@@ -1,0 +1,72 @@
+"""bench/pinsage_quality.py: the pairing and graph helpers on literal data, and the synthetic part end to end
+on the ``tiny`` world (no shared data read)."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pytest
+
+from bench.pinsage_quality import bench_synthetic, cap_pairs, next_save_pairs, train_graph
+from embeddings.data.engagement import TEST, TRAIN, VALID
+from embeddings.pinsage.training import TrainingOptions
+
+DAY_US = 86_400 * 10**6
+
+
+def _ts(days: list[float]) -> np.ndarray:
+    return (np.asarray(days) * DAY_US).astype(np.int64).astype("datetime64[us]")
+
+
+def test_next_save_pairs_follow_each_user_in_time_and_skip_repeats() -> None:
+    # user 0: pin 3 (day 0, train), pin 3 again (day 0, train), pin 5 (day 1, valid), pin 7 (day 40, test)
+    # user 1: pin 5 (day 2, train), pin 3 (day 2, test); rows given out of order on purpose.
+    users = np.array([1, 0, 0, 1, 0, 0])
+    items = np.array([3, 5, 3, 5, 7, 3])
+    ts = _ts([2, 1, 0, 2, 40, 0])
+    labels = np.array([TEST, VALID, TRAIN, TRAIN, TEST, TRAIN], dtype=np.int8)
+
+    pairs, pair_labels = next_save_pairs(users, items, ts, labels, max_gap_s=None)
+    assert pairs.tolist() == [[3, 5], [5, 7], [5, 3]]
+    assert pair_labels.tolist() == [VALID, TEST, TEST]
+
+    pairs, pair_labels = next_save_pairs(users, items, ts, labels, max_gap_s=31 * 86_400.0)
+    assert pairs.tolist() == [[3, 5], [5, 3]]  # the 39-day gap 5 -> 7 is dropped
+    assert pair_labels.tolist() == [VALID, TEST]
+
+
+def test_next_save_pairs_put_training_saves_first_within_a_timestamp() -> None:
+    users = np.zeros(2, dtype=np.int64)
+    pairs, labels = next_save_pairs(users, np.array([9, 4]), _ts([0, 0]), np.array([TRAIN, VALID], np.int8), None)
+    assert pairs.tolist() == [[9, 4]] and labels.tolist() == [VALID]
+
+
+def test_train_graph_dedups_edges_and_keeps_isolated_pins() -> None:
+    pin_ids = np.array([10, 20, 30, 40])
+    csr = train_graph(np.array([0, 0, 1, 2]), np.array([700, 700, 700, 900]), pin_ids)
+    assert csr.num_pins == 4 and csr.num_boards == 2 and csr.num_edges == 3
+    assert csr.pin_degree().tolist() == [1, 1, 1, 0]
+    assert csr.board_ids.tolist() == [700, 900]
+
+
+def test_cap_pairs_is_a_seeded_ordered_sample() -> None:
+    pairs = np.arange(20).reshape(10, 2)
+    assert cap_pairs(pairs, 0, seed=0) is pairs
+    sample = cap_pairs(pairs, 4, seed=1)
+    assert len(sample) == 4 and (np.diff(sample[:, 0]) > 0).all()
+    assert np.array_equal(sample, cap_pairs(pairs, 4, seed=1))
+
+
+@pytest.mark.slow
+def test_synthetic_part_runs_on_the_tiny_world(tmp_path) -> None:
+    args = argparse.Namespace(synthetic_scale="tiny", ppr_steps=500, num_neighbors=10, synthetic_gap_s=1800.0,
+                              synthetic_train_pairs=2000, synthetic_epochs=1, synthetic_queries=200,
+                              hidden_dim=16, embedding_dim=16)
+    options = TrainingOptions(batch_size=256, num_shared_negatives=64, num_epochs=1, num_workers=0,
+                              num_valid_pairs=100)
+    result = bench_synthetic(args, options, tmp_path)
+    p = result["precision_at_10"]
+    assert 0.0 <= p["pinsage"] <= 1.0 and 0.0 < p["content features"] <= 1.0
+    assert result["gain"] == pytest.approx(p["pinsage"] - p["content features"], abs=1e-3)
+    assert result["pairs"]["train_used"] <= 2000 and result["training"]["epochs_run"] == 1
