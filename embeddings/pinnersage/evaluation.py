@@ -1,0 +1,635 @@
+"""PinnerSage's offline evaluation: several vectors per user against single-vector users, one ranking code.
+
+Task (docs/EVALUATION.md, ``user future window``; docs/PINNERSAGE.md, "Evaluation"): for each user with
+new positives in a held-out slice, every pin is ranked by the user's representation with the history
+(everything before the slice) masked; ``recall@K`` over all new pins of the slice (``mode="next"``: the
+first one only). Every method is a set of query vectors per user (``UserVectors``) scored by
+``MultiVectorScorer`` and ranked by ``evaluate_users``, so methods differ only in their vectors:
+
+* **PinnerSage** (``pinnersage_vectors``): ``user_medoids`` on the user's history, the top 3 medoids by
+  importance (deterministic, the paper samples 3 by importance online); an item scores its best cosine to
+  any of them (``blend="max"``: the merged nearest-neighbour lists) or the importance-weighted sum
+  (``blend="sum"``).
+* **Centroid ablation** (``representative="centroid"``): the same clusters, each represented by the mean of
+  its members' unit vectors instead of its medoid.
+* **Last pin** (``last_pin_vectors``): the embedding of the user's most recent history pin.
+* **Time-decayed average** (``decayed_average_vectors``): ``sum_i exp(-lam * age_i) unit(x_i)`` over the
+  actions, with PinnerSage's ``lam``.
+* **k-means with fixed k** (``kmeans_vectors``): sklearn ``KMeans`` (seeded) on the distinct history pins,
+  the top 3 centroids by the same importance.
+
+Ward's alpha and k-means' k are chosen on the validation slice (``tune_on_validation``) and the test slice
+is scored once with the choice (as ``embeddings.pinsage.evaluation.Evaluator._run``). On synthetic data
+``topic_entropy`` gives the diversity of each user's top 50 (entropy of the planted topics, bits) and
+``clusters_vs_interests`` the Spearman correlation of clusters per user with planted interests.
+
+Importance ages are measured at the end of the UTC day of the user's last history action: shifting the
+reference time scales all of one user's weights by the same factor, which changes neither the order of
+their clusters nor the direction of their weighted vectors, so any reference gives the same rankings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from scipy.spatial.distance import pdist
+from scipy.stats import spearmanr
+
+from embeddings.data.engagement import TEST, VALID
+from embeddings.eval.baselines import tune_on_validation
+from embeddings.eval.metrics import RankingMetrics, top_k
+from embeddings.eval.protocols import (
+    MODES,
+    USER_NEXT,
+    USER_WINDOW,
+    Protocol,
+    Sequences,
+    UserTargets,
+    evaluate_users,
+    evaluation_table,
+    user_targets,
+)
+from embeddings.eval.scorers import BLENDS, MultiVectorScorer, unit_rows
+from embeddings.pinnersage.clustering import normalize_rows, ward_labels_from_distances
+from embeddings.pinnersage.medoids import (
+    DEFAULT_DECAY_PER_DAY,
+    DEFAULT_MAX_ACTIONS,
+    action_weights,
+    cluster_importance,
+    timestamps_us,
+    user_medoids,
+)
+
+log = logging.getLogger(__name__)
+
+SLICES = {"valid": VALID, "test": TEST}
+ALPHA_GRID: tuple[float, ...] = tuple(round(0.6 + 0.1 * i, 1) for i in range(11))  # 0.6 .. 1.6
+KMEANS_KS: tuple[int, ...] = (2, 3, 5, 8)
+EVAL_KS: tuple[int, ...] = (10, 50, 100)
+TUNING_METRIC = "recall@50"  # the issue's bar (held-out recall@50)
+NUM_QUERY_VECTORS = 3  # medoids (or centroids) a user retrieves with (PinnerSage, KDD'20, 4.1)
+DIVERSITY_K = 50
+REPRESENTATIVES = ("medoid", "centroid")
+
+_US_PER_DAY = 86_400_000_000
+
+
+# ---- inputs -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UserHistory:
+    """Per-user engaged pins with their times, oldest first (ties: smaller pin row first), CSR layout.
+
+    User ``u`` owns ``items[ptr[u]:ptr[u+1]]`` and ``ts_us[ptr[u]:ptr[u+1]]``; one row per action (a pin
+    engaged twice appears twice), the same order as ``Sequences.from_events``.
+
+    Attributes:
+        ptr: (U+1,) int64 offsets.
+        items: (E,) int64 pin rows in ``[0, num_items)``.
+        ts_us: (E,) int64 microseconds since the epoch, UTC.
+        num_items: N.
+    """
+
+    ptr: np.ndarray
+    items: np.ndarray
+    ts_us: np.ndarray
+    num_items: int
+
+    def __post_init__(self) -> None:
+        for name in ("ptr", "items", "ts_us"):
+            object.__setattr__(self, name, np.asarray(getattr(self, name), dtype=np.int64))
+        if self.ptr.ndim != 1 or len(self.ptr) == 0 or self.ptr[0] != 0 or self.ptr[-1] != len(self.items):
+            raise ValueError(f"history ptr must run from 0 to len(items)={len(self.items)}")
+        if self.ts_us.shape != self.items.shape:
+            raise ValueError(f"history has {len(self.items)} items but {len(self.ts_us)} timestamps")
+        if len(self.items) and (self.items.min() < 0 or self.items.max() >= self.num_items):
+            raise ValueError(f"history pin rows must lie in [0, {self.num_items})")
+
+    @property
+    def num_users(self) -> int:
+        return len(self.ptr) - 1
+
+    @classmethod
+    def from_events(cls, users: np.ndarray, items: np.ndarray, ts: np.ndarray, num_users: int,
+                    num_items: int) -> UserHistory:
+        """Group events by user, oldest first (ties: smaller pin row), as ``Sequences.from_events``.
+
+        Args:
+            users: (E,) user rows in ``[0, num_users)``.
+            items: (E,) pin rows.
+            ts: (E,) datetime64 (UTC) or int64 microseconds since the epoch.
+        """
+        users = np.asarray(users, dtype=np.int64)
+        items = np.asarray(items, dtype=np.int64)
+        ts_us = timestamps_us(ts)
+        if not (users.shape == items.shape == ts_us.shape) or users.ndim != 1:
+            raise ValueError(f"users, items and ts must be equal-length 1-D arrays, got {users.shape}, "
+                             f"{items.shape}, {ts_us.shape}")
+        if len(users) and (users.min() < 0 or users.max() >= num_users):
+            raise ValueError(f"user rows must lie in [0, {num_users})")
+        order = np.lexsort((items, ts_us, users))
+        counts = np.bincount(users, minlength=num_users)
+        return cls(np.concatenate([[0], np.cumsum(counts)]), items[order], ts_us[order], int(num_items))
+
+    def user(self, u: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(items (m,), ts_us (m,))`` of user ``u``, oldest first."""
+        start, end = self.ptr[u], self.ptr[u + 1]
+        return self.items[start:end], self.ts_us[start:end]
+
+    def sequences(self) -> Sequences:
+        """The same history without times (for masking: ``Sequences.matrix``)."""
+        return Sequences(self.ptr, self.items, self.num_items)
+
+
+@dataclass(frozen=True)
+class EvalSlice:
+    """One evaluated slice: the history before it (with times), the targets, the protocol."""
+
+    history: UserHistory
+    targets: UserTargets
+    protocol: Protocol
+
+    def users(self) -> np.ndarray:
+        """(R,) rows of the users with at least one target, ascending (the evaluated users)."""
+        return np.flatnonzero(np.diff(self.targets.targets.indptr) > 0).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class EvaluationData:
+    """Labelled positive engagements (TRAIN / VALID / TEST) over the pins of one embedding table.
+
+    Attributes:
+        num_items: N (pins are rows ``0..N-1`` of ``pin_vectors``).
+        users, items, ts, labels: (E,) positive events: user row, pin row, time (datetime64 UTC or int64
+            microseconds), label (``TimeSplit.assign`` or ``split_per_user``).
+        split: slice name (``"valid"``, ``"test"``) -> how the labels were made (goes into the protocol).
+        mode: ``"window"`` (every new pin of the slice is a target) or ``"next"`` (the first one).
+        max_users: users scored per slice at most (a seeded sample of those with a target), 0 = all.
+        seed: seeds the sample.
+    """
+
+    num_items: int
+    users: np.ndarray
+    items: np.ndarray
+    ts: np.ndarray
+    labels: np.ndarray
+    split: Mapping[str, str]
+    mode: str = "window"
+    max_users: int = 2000
+    seed: int = 0
+    num_users: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        lengths = {len(np.asarray(a)) for a in (self.users, self.items, self.ts, self.labels)}
+        if len(lengths) != 1:
+            raise ValueError(f"users, items, ts and labels must have one entry per event (got lengths "
+                             f"{len(self.users)}, {len(self.items)}, {len(self.ts)}, {len(self.labels)})")
+        for name in SLICES:
+            if name not in self.split:
+                raise ValueError(f"evaluation data needs a split description for slice {name!r}")
+        users = np.asarray(self.users, dtype=np.int64)
+        object.__setattr__(self, "num_users", int(users.max()) + 1 if len(users) else 0)
+
+    def slice(self, slice_name: str) -> EvalSlice:
+        """History before ``slice_name`` (train for valid; train + valid for test) and its targets."""
+        if slice_name not in SLICES:
+            raise ValueError(f"slice must be one of {sorted(SLICES)}, got {slice_name!r}")
+        label = SLICES[slice_name]
+        data = user_targets(self.users, self.items, self.ts, self.labels, target_label=label,
+                            num_users=self.num_users, num_items=self.num_items, mode=self.mode)
+        before = np.asarray(self.labels) < label
+        history = UserHistory.from_events(np.asarray(self.users)[before], np.asarray(self.items)[before],
+                                          np.asarray(self.ts)[before], self.num_users, self.num_items)
+        assert np.array_equal(history.items, data.history.items), "history order differs from Sequences'"
+        targets = data.targets
+        with_target = np.flatnonzero(np.diff(targets.indptr) > 0)
+        if self.max_users and len(with_target) > self.max_users:
+            keep = np.sort(np.random.default_rng(self.seed).choice(with_target, self.max_users, replace=False))
+            mask = np.zeros(self.num_users)
+            mask[keep] = 1.0
+            targets = sp.csr_matrix(sp.diags(mask) @ targets)
+            targets.eliminate_zeros()
+        task = USER_WINDOW if self.mode == "window" else USER_NEXT
+        protocol = Protocol(task=task, split=self.split[slice_name], masking="history masked")
+        return EvalSlice(history, UserTargets(history.sequences(), sp.csr_matrix(targets)), protocol)
+
+
+# ---- user representations ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UserVectors:
+    """Query vectors per user (CSR layout): user ``u`` owns ``vectors[ptr[u]:ptr[u+1]]``.
+
+    Attributes:
+        ptr: (U+1,) int64 offsets; a user without vectors scores -inf everywhere (targets rank last).
+        vectors: (V, d) float32 query vectors (medoid embeddings, centroids, averages, ...).
+        weights: (V,) float64 importance of each vector, summing to 1 per user (used by ``blend="sum"``).
+        num_clusters: (U,) int64 clusters found per user before the top-3 cut (1 for single-vector
+            methods, 0 for users not represented).
+    """
+
+    ptr: np.ndarray
+    vectors: np.ndarray
+    weights: np.ndarray
+    num_clusters: np.ndarray
+
+    def scorer(self, pin_vectors: np.ndarray, blend: str = "max") -> MultiVectorScorer:
+        """Cosine of every pin (``pin_vectors`` (N, d)) to the user's vectors, blended per pin."""
+        return MultiVectorScorer(pin_vectors, self.ptr, np.arange(len(self.vectors)), blend=blend,
+                                 weights=self.weights, query_vectors=self.vectors)
+
+
+def _assemble(num_users: int, dim: int, per_user: Mapping[int, tuple[np.ndarray, np.ndarray, int]]) -> UserVectors:
+    """``UserVectors`` from ``user -> (vectors (k, d), importance (k,), num_clusters)``."""
+    counts = np.zeros(num_users, np.int64)
+    num_clusters = np.zeros(num_users, np.int64)
+    vectors, weights = [np.zeros((0, dim), np.float32)], [np.zeros(0)]
+    for u in sorted(per_user):
+        v, w, c = per_user[u]
+        counts[u], num_clusters[u] = len(v), c
+        vectors.append(np.asarray(v, np.float32))
+        w = np.asarray(w, np.float64)
+        weights.append(w / w.sum() if w.sum() > 0 else np.full(len(w), 1.0 / len(w)))
+    return UserVectors(np.concatenate([[0], np.cumsum(counts)]), np.concatenate(vectors),
+                       np.concatenate(weights), num_clusters)
+
+
+def _check_inputs(history: UserHistory, pin_vectors: np.ndarray, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    pin_vectors = np.asarray(pin_vectors)
+    if pin_vectors.ndim != 2 or pin_vectors.shape[0] != history.num_items:
+        raise ValueError(f"pin_vectors must be ({history.num_items}, d) (one row per pin of the history), "
+                         f"got shape {pin_vectors.shape}")
+    users = np.asarray(users, dtype=np.int64)
+    if len(users) and (users.min() < 0 or users.max() >= history.num_users):
+        raise ValueError(f"users must be rows in [0, {history.num_users})")
+    return pin_vectors, users
+
+
+def _recent_actions(items: np.ndarray, ts_us: np.ndarray, max_actions: int) -> tuple[np.ndarray, np.ndarray]:
+    """``user_medoids``' canonical order (most recent first, then smaller pin) cut to ``max_actions``."""
+    order = np.lexsort((items, -ts_us))[:max_actions]
+    return items[order], ts_us[order]
+
+
+def reference_day(ts_us: np.ndarray) -> dt.date:
+    """The UTC day of the latest of ``ts_us`` (int64 microseconds): importance ages are measured at its end."""
+    day = int(np.max(ts_us)) // _US_PER_DAY
+    return dt.date(1970, 1, 1) + dt.timedelta(days=day)
+
+
+def pinnersage_vectors(
+    history: UserHistory,
+    pin_vectors: np.ndarray,
+    users: np.ndarray,
+    *,
+    alpha: float,
+    lam: float = DEFAULT_DECAY_PER_DAY,
+    max_actions: int = DEFAULT_MAX_ACTIONS,
+    num_vectors: int = NUM_QUERY_VECTORS,
+    representative: str = "medoid",
+) -> UserVectors:
+    """PinnerSage users: the top ``num_vectors`` clusters of ``user_medoids`` by importance.
+
+    Args:
+        history: per-user engaged pins before the slice.
+        pin_vectors: (N, d) pin embeddings (rows of ``history.items``).
+        users: (R,) user rows to represent (others get no vectors).
+        alpha, lam, max_actions: ``user_medoids``'s Ward threshold, decay per day and cap.
+        num_vectors: clusters kept per user, most important first (deterministic top 3 for evaluation).
+        representative: ``"medoid"`` (the medoid pin's embedding) or ``"centroid"`` (the mean of the unit
+            vectors of the same cluster's distinct pins: the ablation).
+
+    Returns:
+        ``UserVectors`` with the clusters' importances as weights and ``num_clusters`` from ``user_medoids``.
+    """
+    if representative not in REPRESENTATIVES:
+        raise ValueError(f"representative must be one of {REPRESENTATIVES}, got {representative!r}")
+    if num_vectors < 1:
+        raise ValueError(f"num_vectors must be >= 1 (got {num_vectors})")
+    pin_vectors, users = _check_inputs(history, pin_vectors, users)
+    per_user = {}
+    for u in users:
+        items, ts_us = history.user(int(u))
+        if not len(items):
+            continue
+        out = user_medoids(items, ts_us, pin_vectors[items], reference_day(ts_us), alpha=alpha, lam=lam,
+                           max_actions=max_actions, top_k=num_vectors)
+        if representative == "medoid":
+            vectors = pin_vectors[out.medoid_pin_id]
+        else:
+            vectors = _cluster_centroids(items, ts_us, pin_vectors, out.medoid_pin_id, alpha, max_actions,
+                                         out.num_clusters)
+        per_user[int(u)] = (vectors, out.importance, out.num_clusters)
+    return _assemble(history.num_users, pin_vectors.shape[1], per_user)
+
+
+def _cluster_centroids(items: np.ndarray, ts_us: np.ndarray, pin_vectors: np.ndarray, medoid_rows: np.ndarray,
+                       alpha: float, max_actions: int, num_clusters: int) -> np.ndarray:
+    """(k, d) mean unit vector of the cluster of each medoid, clustering as ``user_medoids`` does."""
+    items, _ = _recent_actions(items, ts_us, max_actions)
+    _, first = np.unique(items, return_index=True)
+    distinct = items[np.sort(first)]  # distinct pins in canonical order, as user_medoids clusters them
+    x = normalize_rows(pin_vectors[distinct], distinct)
+    distances = pdist(x, "euclidean") if len(distinct) > 1 else np.zeros(0)
+    labels = ward_labels_from_distances(distances, len(distinct), alpha)
+    assert int(labels.max()) + 1 == num_clusters, "centroid clustering differs from user_medoids'"
+    position = {int(p): i for i, p in enumerate(distinct)}
+    return np.stack([x[labels == labels[position[int(m)]]].mean(axis=0) for m in medoid_rows])
+
+
+def last_pin_vectors(history: UserHistory, pin_vectors: np.ndarray, users: np.ndarray) -> UserVectors:
+    """The embedding of each user's most recent history pin (the last action; ties: the larger pin row)."""
+    pin_vectors, users = _check_inputs(history, pin_vectors, users)
+    per_user = {}
+    for u in users:
+        items, _ = history.user(int(u))
+        if len(items):
+            per_user[int(u)] = (pin_vectors[items[-1:]], np.ones(1), 1)
+    return _assemble(history.num_users, pin_vectors.shape[1], per_user)
+
+
+def decayed_average_vectors(
+    history: UserHistory,
+    pin_vectors: np.ndarray,
+    users: np.ndarray,
+    *,
+    lam: float = DEFAULT_DECAY_PER_DAY,
+    max_actions: int = DEFAULT_MAX_ACTIONS,
+) -> UserVectors:
+    """``sum_i exp(-lam * age_days_i) unit(x_i)`` over the user's ``max_actions`` most recent actions."""
+    pin_vectors, users = _check_inputs(history, pin_vectors, users)
+    per_user = {}
+    for u in users:
+        items, ts_us = history.user(int(u))
+        if not len(items):
+            continue
+        items, ts_us = _recent_actions(items, ts_us, max_actions)
+        weights = action_weights(ts_us, reference_day(ts_us), lam)
+        mean = weights @ normalize_rows(pin_vectors[items], items)
+        per_user[int(u)] = (mean[None, :], np.ones(1), 1)
+    return _assemble(history.num_users, pin_vectors.shape[1], per_user)
+
+
+def kmeans_vectors(
+    history: UserHistory,
+    pin_vectors: np.ndarray,
+    users: np.ndarray,
+    *,
+    num_clusters: int,
+    lam: float = DEFAULT_DECAY_PER_DAY,
+    max_actions: int = DEFAULT_MAX_ACTIONS,
+    num_vectors: int = NUM_QUERY_VECTORS,
+    seed: int = 0,
+    num_init: int = 4,
+) -> UserVectors:
+    """k-means with a fixed k on each user's distinct pins (unit rows), top centroids by importance.
+
+    ``min(num_clusters, distinct pins)`` clusters per user (sklearn ``KMeans``, ``random_state=seed``);
+    importance is PinnerSage's ``sum exp(-lam * age)`` over each cluster's actions; ties go to the lower
+    k-means label.
+    """
+    from sklearn.cluster import KMeans  # imported here: only this baseline needs it
+
+    if num_clusters < 1 or num_vectors < 1:
+        raise ValueError(f"num_clusters and num_vectors must be >= 1 (got {num_clusters}, {num_vectors})")
+    pin_vectors, users = _check_inputs(history, pin_vectors, users)
+    per_user = {}
+    for u in users:
+        items, ts_us = history.user(int(u))
+        if not len(items):
+            continue
+        items, ts_us = _recent_actions(items, ts_us, max_actions)
+        distinct, action_to_pin = np.unique(items, return_inverse=True)
+        x = normalize_rows(pin_vectors[distinct], distinct)
+        k = min(num_clusters, len(distinct))
+        if k == 1:
+            labels, centers = np.zeros(len(distinct), np.int64), x.mean(axis=0, keepdims=True)
+        else:
+            fitted = KMeans(n_clusters=k, n_init=num_init, random_state=seed).fit(x)
+            labels, centers = fitted.labels_.astype(np.int64), fitted.cluster_centers_
+        importance = cluster_importance(labels[action_to_pin.reshape(-1)],
+                                        action_weights(ts_us, reference_day(ts_us), lam), k)
+        top = np.lexsort((np.arange(k), -importance))[:num_vectors]
+        per_user[int(u)] = (centers[top], importance[top], k)
+    return _assemble(history.num_users, pin_vectors.shape[1], per_user)
+
+
+# ---- diversity and the synthetic check ----------------------------------------------------------
+
+
+def topic_entropy(top_items: np.ndarray, item_topics: np.ndarray) -> np.ndarray:
+    """Entropy (bits) of the topics of each query's list: ``-sum_t p_t log2 p_t``.
+
+    Args:
+        top_items: (Q, k) item rows, best first; -1 marks an empty position (left out).
+        item_topics: (N,) int topic of each item (the planted topic on synthetic data).
+
+    Returns:
+        (Q,) float64; 0 for a list of one topic, ``log2(k)`` for k distinct topics; NaN for an empty list.
+    """
+    top_items = np.asarray(top_items, dtype=np.int64)
+    item_topics = np.asarray(item_topics)
+    if top_items.ndim != 2:
+        raise ValueError(f"top_items must be a (queries, k) array, got shape {top_items.shape}")
+    if item_topics.ndim != 1 or not np.issubdtype(item_topics.dtype, np.integer):
+        raise ValueError(f"item_topics must be a 1-D integer array, got shape {item_topics.shape}, "
+                         f"dtype {item_topics.dtype}")
+    if top_items.size and top_items.max() >= len(item_topics):
+        raise ValueError(f"top_items hold rows up to {top_items.max()} but item_topics has {len(item_topics)}")
+    out = np.full(len(top_items), np.nan)
+    for i, row in enumerate(top_items):
+        row = row[row >= 0]
+        if len(row):
+            p = np.unique(item_topics[row], return_counts=True)[1] / len(row)
+            out[i] = float(-(p * np.log2(p)).sum()) + 0.0  # + 0.0: no -0.0 for a single topic
+    return out
+
+
+def evaluate_diversity(scorer: Callable[[np.ndarray], np.ndarray], data: EvalSlice, item_topics: np.ndarray,
+                       users: np.ndarray, *, k: int = DIVERSITY_K, chunk_size: int | None = None) -> np.ndarray:
+    """(R,) topic entropy (bits) of each user's top ``k`` pins, the history masked as in the ranking."""
+    items, _ = top_k(scorer, users, k, data.history.num_items, seen=data.targets.history.matrix(),
+                     chunk_size=chunk_size)
+    return topic_entropy(items, item_topics)
+
+
+@dataclass(frozen=True)
+class SpearmanResult:
+    """Spearman's rank correlation of clusters per user with the planted number of interests."""
+
+    rho: float
+    pvalue: float
+    num_users: int
+
+
+def clusters_vs_interests(num_clusters: np.ndarray, planted_interests: np.ndarray) -> SpearmanResult:
+    """Spearman (``scipy.stats.spearmanr``) of (U,) clusters per user against (U,) planted interests.
+
+    Raises:
+        ValueError: unequal lengths, fewer than 3 users, or a constant array (no rank correlation).
+    """
+    a = np.asarray(num_clusters, dtype=np.float64)
+    b = np.asarray(planted_interests, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"num_clusters and planted_interests must be equal-length 1-D arrays, got {a.shape} "
+                         f"and {b.shape}")
+    if len(a) < 3:
+        raise ValueError(f"a Spearman correlation needs at least 3 users, got {len(a)}")
+    for name, values in (("num_clusters", a), ("planted_interests", b)):
+        if np.all(values == values[0]):
+            raise ValueError(f"{name} is constant ({values[0]:g} for all {len(values)} users): no rank correlation")
+    result = spearmanr(a, b)
+    return SpearmanResult(float(result.statistic), float(result.pvalue), len(a))
+
+
+# ---- the evaluator ------------------------------------------------------------------------------
+
+
+VectorBuilder = Callable[[UserHistory, np.ndarray, Hashable], UserVectors]
+"""``(history, users, setting) -> UserVectors``: a method's representation of ``users`` for one setting."""
+
+
+@dataclass(frozen=True)
+class MethodResult:
+    """One method: its setting chosen on validation, the validation scores of every candidate, and its
+    results per slice (``"valid"`` at the chosen setting, ``"test"`` scored once).
+
+    ``num_clusters[slice]`` is (R,) aligned with ``results[slice].query_ids``.
+    """
+
+    name: str
+    setting: Hashable
+    tuning: list[tuple[Hashable, float]]
+    results: dict[str, RankingMetrics]
+    num_clusters: dict[str, np.ndarray]
+    seconds: float
+
+
+class PinnerSageEvaluator:
+    """Evaluates user representations on ``EvaluationData``; builds each slice once.
+
+    Args:
+        data: labelled positive engagements.
+        pin_vectors: (N, d) pin embeddings (PinSage's), the items ranked and the vectors clustered.
+        item_topics: (N,) planted topic per pin (synthetic data): adds ``topic_entropy@<diversity_k>``.
+        ks: cut-offs of ``recall@K`` / ``hr@K`` / ``ndcg@K``.
+        tuning_metric: maximized on the validation slice.
+        lam, max_actions: PinnerSage's decay per day and cap, shared by every method that uses them.
+    """
+
+    def __init__(self, data: EvaluationData, pin_vectors: np.ndarray, *, item_topics: np.ndarray | None = None,
+                 ks: Sequence[int] = EVAL_KS, tuning_metric: str = TUNING_METRIC,
+                 lam: float = DEFAULT_DECAY_PER_DAY, max_actions: int = DEFAULT_MAX_ACTIONS,
+                 diversity_k: int = DIVERSITY_K, chunk_size: int | None = None) -> None:
+        self.pin_vectors = unit_rows(pin_vectors, "pin vectors")
+        if len(self.pin_vectors) != data.num_items:
+            raise ValueError(f"pin_vectors have {len(self.pin_vectors)} rows but the evaluation data has "
+                             f"{data.num_items} pins")
+        if item_topics is not None and len(item_topics) != data.num_items:
+            raise ValueError(f"item_topics has {len(item_topics)} entries but there are {data.num_items} pins")
+        self.data = data
+        self.item_topics = item_topics
+        self.ks = tuple(ks)
+        self.tuning_metric = tuning_metric
+        self.lam = lam
+        self.max_actions = max_actions
+        self.diversity_k = diversity_k
+        self.chunk_size = chunk_size
+        self.slices = {name: data.slice(name) for name in SLICES}
+        for name, s in self.slices.items():
+            log.info("%s slice: %d users with targets, %d targets (%s)", name, len(s.users()),
+                     s.targets.targets.nnz, s.protocol)
+
+    def evaluate(self, vectors: UserVectors, slice_name: str, blend: str = "max", *,
+                 diversity: bool = False) -> RankingMetrics:
+        """Full ranking of the slice's targets by ``vectors`` (history masked); with ``diversity`` and
+        ``item_topics``, adds ``topic_entropy@K`` per user."""
+        s = self.slices[slice_name]
+        scorer = vectors.scorer(self.pin_vectors, blend)
+        result = evaluate_users(scorer, s.targets, s.protocol, ks=self.ks, chunk_size=self.chunk_size)
+        if diversity and self.item_topics is not None:
+            entropy = evaluate_diversity(scorer, s, self.item_topics, result.query_ids, k=self.diversity_k,
+                                         chunk_size=self.chunk_size)
+            values = {**result.values, f"topic_entropy@{self.diversity_k}": entropy}
+            result = dataclasses.replace(result, values=values)
+        return result
+
+    def run(self, name: str, build: VectorBuilder, settings: Sequence[Hashable], blend: str = "max") -> MethodResult:
+        """Tune ``settings`` on the validation slice, then score the test slice once with the choice."""
+        if blend not in BLENDS:
+            raise ValueError(f"blend must be one of {BLENDS}, got {blend!r}")
+        started = time.perf_counter()
+        settings = list(settings)
+        built: dict[Hashable, UserVectors] = {}
+
+        def on_valid(setting: Hashable) -> RankingMetrics:
+            s = self.slices["valid"]
+            built[setting] = build(s.history, s.users(), setting)
+            return self.evaluate(built[setting], "valid", blend)
+
+        tuning = tune_on_validation(settings, on_valid, self.tuning_metric)
+        results, clusters = {}, {}
+        for slice_name in SLICES:
+            if slice_name == "valid":
+                vectors = built[tuning.best]
+            else:
+                s = self.slices[slice_name]
+                vectors = build(s.history, s.users(), tuning.best)
+            results[slice_name] = self.evaluate(vectors, slice_name, blend, diversity=True)
+            clusters[slice_name] = vectors.num_clusters[results[slice_name].query_ids]
+        seconds = time.perf_counter() - started
+        log.info("%s evaluated in %.1f s (setting %r chosen on validation %s: %s)", name, seconds, tuning.best,
+                 self.tuning_metric, tuning.scores)
+        return MethodResult(name, tuning.best, tuning.scores, results, clusters, seconds)
+
+    def pinnersage(self, name: str = "pinnersage", alphas: Sequence[float] = ALPHA_GRID, blend: str = "max",
+                   representative: str = "medoid", num_vectors: int = NUM_QUERY_VECTORS) -> MethodResult:
+        """Top-``num_vectors`` medoids (or centroids) of Ward clusters, alpha chosen on validation."""
+        return self.run(name, lambda history, users, alpha: pinnersage_vectors(
+            history, self.pin_vectors, users, alpha=alpha, lam=self.lam, max_actions=self.max_actions,
+            num_vectors=num_vectors, representative=representative), alphas, blend)
+
+    def centroid(self, name: str = "pinnersage_centroid", alphas: Sequence[float] = ALPHA_GRID,
+                 blend: str = "max") -> MethodResult:
+        """The ablation: PinnerSage's clusters represented by their mean vectors instead of medoids."""
+        return self.pinnersage(name, alphas, blend, representative="centroid")
+
+    def last_pin(self, name: str = "last_pin") -> MethodResult:
+        return self.run(name, lambda history, users, _: last_pin_vectors(history, self.pin_vectors, users),
+                        ["last pin"])
+
+    def decayed_average(self, name: str = "decayed_average") -> MethodResult:
+        return self.run(name, lambda history, users, _: decayed_average_vectors(
+            history, self.pin_vectors, users, lam=self.lam, max_actions=self.max_actions), [f"lam={self.lam}"])
+
+    def kmeans(self, name: str = "kmeans", num_clusters: Sequence[int] = KMEANS_KS, blend: str = "max",
+               num_vectors: int = NUM_QUERY_VECTORS, seed: int = 0) -> MethodResult:
+        """k-means with a fixed k (chosen on validation), top-``num_vectors`` centroids by importance."""
+        return self.run(name, lambda history, users, k: kmeans_vectors(
+            history, self.pin_vectors, users, num_clusters=k, lam=self.lam, max_actions=self.max_actions,
+            num_vectors=num_vectors, seed=seed), num_clusters, blend)
+
+
+def results_table(methods: Sequence[MethodResult], *, ci_samples: int = 0, seed: int = 0) -> pd.DataFrame:
+    """``evaluation_table`` of every method and slice, with each method's chosen setting."""
+    triples, settings = [], []
+    for method in methods:
+        for slice_name, result in method.results.items():
+            triples.append((method.name, slice_name, result))
+            settings.append(repr(method.setting))
+    table = evaluation_table(triples, ci_samples=ci_samples, seed=seed)
+    counts = [len(r.values) for _, _, r in triples]
+    table.insert(2, "setting", np.repeat(settings, counts))
+    return table
