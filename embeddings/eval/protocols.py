@@ -358,6 +358,7 @@ def evaluation_table(
     ci_samples: int = 0,
     seed: int = 0,
     confidence: float = 0.95,
+    settings: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """One row per (model, split, metric), every row carrying its protocol.
 
@@ -365,10 +366,14 @@ def evaluation_table(
         results: ``(model, split, result)`` triples, e.g. ``("pinsage", "test", metrics)``.
         ci_samples: bootstrap resamples for a per-metric confidence interval over queries (0: none, NaN).
         seed, confidence: see ``bootstrap_mean``.
+        settings: one per result, the setting it was measured with (e.g. chosen on validation); adds a
+            ``setting`` column after ``split``.
 
     Returns:
-        A DataFrame with ``TABLE_COLUMNS``.
+        A DataFrame with ``TABLE_COLUMNS`` (and ``setting`` when given).
     """
+    if settings is not None and len(settings) != len(results):
+        raise ValueError(f"{len(settings)} settings for {len(results)} results")
     rows = []
     for model, split, result in results:
         for name, values in result.values.items():
@@ -377,7 +382,10 @@ def evaluation_table(
                 _, low, high = bootstrap_mean(values, num_samples=ci_samples, seed=seed, confidence=confidence)
             mean = float(values.mean()) if result.num_queries else float("nan")
             rows.append([model, split, name, mean, low, high, result.num_queries, result.protocol])
-    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+    table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
+    if settings is not None:
+        table.insert(2, "setting", np.repeat(list(settings), [len(r.values) for _, _, r in results]))
+    return table
 
 
 def format_table(table: pd.DataFrame, metrics: Sequence[str] | None = None) -> str:

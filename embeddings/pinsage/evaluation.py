@@ -247,15 +247,9 @@ class Evaluator:
 
 def results_table(methods: Sequence[MethodResult], *, ci_samples: int = 0, seed: int = 0) -> pd.DataFrame:
     """``evaluation_table`` of every method, task and slice, with each method's tuned setting."""
-    triples, settings = [], []
-    for method in methods:
-        for (task, slice_name), result in method.results.items():
-            triples.append((method.name, slice_name, result))
-            settings.append(repr(method.settings[task]))
-    table = evaluation_table(triples, ci_samples=ci_samples, seed=seed)
-    counts = [len(r.values) for _, _, r in triples]
-    table.insert(2, "setting", np.repeat(settings, counts))
-    return table
+    rows = [(m.name, slice_name, result, repr(m.settings[task])) for m in methods
+            for (task, slice_name), result in m.results.items()]
+    return evaluation_table([r[:3] for r in rows], ci_samples=ci_samples, seed=seed, settings=[r[3] for r in rows])
 
 
 # ---- the nightly time split ---------------------------------------------------------------------
