@@ -93,11 +93,13 @@ def challenger_for(client, name: str, ds: dt.date):
     Raises:
         LookupError: none was registered for ds (train_pinsage did not run or did not register).
     """
-    versions = client.search_model_versions(f"name = '{name}' and tags.ds = '{ds.isoformat()}'")
-    if not versions:
+    from embeddings.registry.models import newest_version_tagged
+
+    version = newest_version_tagged(client, name, "ds", ds.isoformat())
+    if version is None:
         raise LookupError(f"no version of registered model {name!r} is tagged ds={ds}; run jobs.train_pinsage "
                           f"for ds={ds} first")
-    return max(versions, key=lambda v: int(v.version))
+    return version
 
 
 def run(config: EvaluatePinSageConfig) -> EvaluateResult:

@@ -145,6 +145,7 @@ def run(config: TrainPinSageConfig) -> TrainResult:
     started = time.perf_counter()
     client = None
     if config.tracking_uri:
+        from embeddings.registry.models import newest_version_tagged
         from embeddings.registry.tracking import connect
 
         client = connect(config.tracking_uri)  # fails now, not after training
@@ -159,7 +160,7 @@ def run(config: TrainPinSageConfig) -> TrainResult:
         num_layers=config.num_layers, pooling=config.pooling, num_neighbors=config.num_neighbors,
     )
     fingerprint = training_fingerprint(config, model_config, data_fingerprint(graph, pairs))
-    if client is not None and (existing := find_registered(client, config.registered_model, fingerprint)):
+    if client is not None and (existing := newest_version_tagged(client, config.registered_model, FINGERPRINT_TAG, fingerprint)):
         log.info("%s version %s was already trained on these inputs with this code and these settings "
                  "(tag %s=%s); not training again", config.registered_model, existing.version, FINGERPRINT_TAG,
                  fingerprint)
@@ -229,19 +230,6 @@ def training_fingerprint(config: TrainPinSageConfig, model_config: PinSageConfig
         "hard_negative_pool": config.hard_negative_pool,
     }
     return hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def find_registered(client, name: str, fingerprint: str):
-    """The newest version of ``name`` tagged with this training fingerprint, or None."""
-    from embeddings.registry.models import is_not_found
-
-    try:
-        versions = client.search_model_versions(f"name = '{name}' and tags.`{FINGERPRINT_TAG}` = '{fingerprint}'")
-    except Exception as exc:  # noqa: BLE001 - an unknown model has no versions
-        if is_not_found(exc):
-            return None
-        raise
-    return max(versions, key=lambda v: int(v.version)) if versions else None
 
 
 def register(client, result: TrainResult, manifests, metadata: dict, example_features) -> tuple[str, str]:

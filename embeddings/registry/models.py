@@ -344,6 +344,18 @@ def resolve_version(client: MlflowClient, name: str, *, alias: str | None = None
         raise
 
 
+def newest_version_tagged(client: MlflowClient, name: str, key: str, value: str) -> ModelVersion | None:
+    """The highest-numbered version of ``name`` whose tag ``key`` equals ``value``; None if there is none
+    (also when the registered model does not exist yet)."""
+    try:
+        versions = client.search_model_versions(f"name = '{name}' and tags.`{key}` = '{value}'")
+    except MlflowException as exc:
+        if is_not_found(exc):
+            return None
+        raise
+    return max(versions, key=lambda v: int(v.version)) if versions else None
+
+
 def _describe(name: str, mv: ModelVersion, alias: str | None) -> str:
     return f"registered model {name!r} version {mv.version}" + (f" (alias {alias!r})" if alias else "")
 
