@@ -78,3 +78,12 @@ def test_no_events_in_the_window_is_an_error(lake, lake_uri, tmp_path):
 def test_config_is_validated(kwargs, message):
     with pytest.raises(ValueError, match=message):
         TrainPinSageConfig(**{"lake_uri": "/tmp/x", "ds": DS, "model_dir": "/tmp/m", **kwargs})
+
+
+def test_training_cut_by_max_steps_fails_and_leaves_a_checkpoint(lake, lake_uri, tmp_path):
+    write_tiny_lake(lake)
+    config = _config(lake_uri, tmp_path, max_steps=1)
+    with pytest.raises(RuntimeError, match=r"stopped after 1 steps \(max_steps\) before an epoch ended"):
+        run(config)
+    assert config.resolved_checkpoint_path.exists()
+    assert not (tmp_path / "model").exists()  # no half-trained model directory
