@@ -5,8 +5,8 @@ difference in models, not in evaluation code:
 
 * ``EmbeddingScorer``: cosine of query vectors against item vectors (PinSage, content features alone,
   PinnerFormer's user embedding).
-* ``MultiVectorScorer``: several query vectors per query, blended by max or weighted sum (a user's latest
-  pins; PinnerSage's medoids).
+* ``MultiVectorScorer``: several query vectors per query, blended by max, weighted sum or a soft maximum
+  (a user's latest pins; PinnerSage's medoids).
 * ``SparseScorer``: a sparse query matrix times a sparse item-item similarity (item-kNN).
 * ``ItemScoresScorer``: the same item scores for every query (popularity).
 * ``CandidateScorer``: a candidate generator ``(query_items, query_weights) -> (items, scores)`` (Pixie
@@ -25,7 +25,8 @@ import scipy.sparse as sp
 
 from embeddings.eval.metrics import SCORE_BUDGET
 
-BLENDS = ("max", "sum")
+BLENDS = ("max", "sum", "softmax")
+DEFAULT_BLEND_TEMPERATURE = 0.05
 
 
 def unit_rows(vectors: np.ndarray, what: str) -> np.ndarray:
@@ -81,8 +82,12 @@ class MultiVectorScorer:
         vector_rows: (V,) rows of ``query_vectors`` (default: of ``item_vectors``).
         blend: ``"max"`` (an item scores its best similarity to any of the query's vectors: candidates from
             several queries merged by score) or ``"sum"`` (weighted sum of similarities; with equal weights
-            the same ranking as the cosine of the query's mean vector).
-        weights: (V,) per-vector weights for ``"sum"`` (default 1); ignored by ``"max"``.
+            the same ranking as the cosine of the query's mean vector) or ``"softmax"``: the soft maximum
+            ``t * log(sum_j w_j * exp(cos_j / t))``, between the two: an item near one of the vectors scores
+            about its best similarity, and one near several of them scores higher (multi-hit boosting, as
+            Pixie's walks from several query pins do). ``t`` -> 0 gives ``"max"``.
+        weights: (V,) per-vector weights for ``"sum"`` and ``"softmax"`` (default 1); ignored by ``"max"``.
+        temperature: ``t`` of ``"softmax"`` (> 0).
         query_vectors: (M, D) vectors addressed by ``vector_rows`` instead of ``item_vectors``.
 
     A query without vectors scores -inf everywhere (no candidates: its targets rank last).
@@ -90,9 +95,12 @@ class MultiVectorScorer:
 
     def __init__(self, item_vectors: np.ndarray, ptr: np.ndarray, vector_rows: np.ndarray, *,
                  blend: str = "max", weights: np.ndarray | None = None,
-                 query_vectors: np.ndarray | None = None) -> None:
+                 query_vectors: np.ndarray | None = None, temperature: float = DEFAULT_BLEND_TEMPERATURE) -> None:
         if blend not in BLENDS:
             raise ValueError(f"blend must be one of {BLENDS}, got {blend!r}")
+        if not temperature > 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        self.temperature = float(temperature)
         self.items = unit_rows(item_vectors, "item vectors")
         source = self.items if query_vectors is None else unit_rows(query_vectors, "query vectors")
         self.ptr = np.asarray(ptr, dtype=np.int64)
@@ -105,6 +113,8 @@ class MultiVectorScorer:
         self.weights = None if weights is None else np.asarray(weights, dtype=np.float32)
         if self.weights is not None and self.weights.shape != self.vector_rows.shape:
             raise ValueError(f"weights have shape {self.weights.shape}, expected {self.vector_rows.shape}")
+        if blend == "softmax" and self.weights is not None and not (self.weights > 0).all():
+            raise ValueError("softmax blend weights must be positive")
         self.vectors = source[self.vector_rows]  # (V, D)
         self.blend = blend
         self.num_items = len(self.items)
@@ -134,16 +144,21 @@ class MultiVectorScorer:
         sims = self.vectors[index] @ self.items.T  # (v, N)
         if self.blend == "sum" and self.weights is not None:
             sims *= self.weights[index][:, None]
+        elif self.blend == "softmax":
+            # Scaled log-domain: t * logaddexp(a / t, b / t) accumulates t * log(sum w exp(cos / t)).
+            sims /= self.temperature
+            if self.weights is not None:
+                sims += np.log(self.weights[index])[:, None]
         counts = counts[has]
         offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
         # Blend layer by layer (the j-th vector of every query that has one): far faster than reduceat
         # along axis 0.
         blended = sims[offsets].copy()  # every query has a first vector
-        combine = np.maximum if self.blend == "max" else np.add
+        combine = {"max": np.maximum, "sum": np.add, "softmax": np.logaddexp}[self.blend]
         for j in range(1, int(counts.max())):
             sel = np.flatnonzero(counts > j)
             blended[sel] = combine(blended[sel], sims[offsets[sel] + j])
-        out[has] = blended
+        out[has] = blended * self.temperature if self.blend == "softmax" else blended
 
 
 class SparseScorer:

@@ -45,7 +45,7 @@ from embeddings.eval.protocols import (
     evaluation_table,
     user_targets,
 )
-from embeddings.eval.scorers import CandidateScorer, EmbeddingScorer, ItemScoresScorer, MultiVectorScorer, SparseScorer
+from embeddings.eval.scorers import DEFAULT_BLEND_TEMPERATURE, CandidateScorer, EmbeddingScorer, ItemScoresScorer, MultiVectorScorer, SparseScorer
 from embeddings.graph.csr import BipartiteCSR
 from embeddings.graph.pixie import pixie_candidates
 from embeddings.graph.walks import WalkConfig
@@ -58,8 +58,11 @@ ITEM_TASK, USER_TASK = "item_to_item", "user_next"
 SLICES = {"valid": VALID, "test": TEST}
 ITEM_KS = (1, 10, 50, 100, 500)
 USER_KS = (10, 50)
-# (number of latest history pins, blend) tried for a user represented by pin vectors.
-USER_QUERY_SETTINGS: tuple[tuple[int, str], ...] = ((1, "max"), (5, "max"), (20, "max"), (20, "sum"))
+# (number of latest history pins, blend[, softmax temperature]) tried for a user represented by pin vectors
+# (``MultiVectorScorer``): the nearest neighbours of the latest pin, of any of the latest few, or the soft
+# maximum over a longer history, which boosts pins near several of the user's pins.
+USER_QUERY_SETTINGS: tuple[tuple, ...] = ((1, "max"), (5, "max"), (20, "max"), (20, "sum"),
+                                          (50, "softmax", 0.05), (200, "softmax", 0.05), (200, "softmax", 0.1))
 KNN_NEIGHBORS = (20, 100, 400)
 PIXIE_LATEST = (5, 20)
 TUNING_METRIC = {ITEM_TASK: "hr@10", USER_TASK: "ndcg@10"}
@@ -176,9 +179,10 @@ class Evaluator:
         scorer = EmbeddingScorer(vectors)
 
         def users(targets: UserTargets, setting) -> MultiVectorScorer:
-            num_latest, blend = setting
+            num_latest, blend = setting[:2]
+            temperature = setting[2] if len(setting) > 2 else DEFAULT_BLEND_TEMPERATURE
             ptr, rows = targets.history.latest(num_latest)
-            return MultiVectorScorer(scorer.items, ptr, rows, blend=blend)
+            return MultiVectorScorer(scorer.items, ptr, rows, blend=blend, temperature=temperature)
 
         return self._run(name, lambda _: scorer, ["cosine"], users, list(USER_QUERY_SETTINGS))
 

@@ -46,6 +46,23 @@ def test_multi_vector_max_and_weighted_sum():
     np.testing.assert_allclose(summed, [[2, 1, 3 * S]], rtol=1e-6)
 
 
+def test_multi_vector_softmax_is_a_weighted_soft_maximum():
+    ptr, rows = np.array([0, 2, 2, 3]), np.array([0, 1, 2])
+    t, w = 0.1, np.array([2.0, 1.0, 1.0])
+    soft = MultiVectorScorer(ITEMS, ptr, rows, blend="softmax", weights=w, temperature=t)(np.array([0, 1, 2]))
+    sims = ITEMS[:2] @ ITEMS.T / np.linalg.norm(ITEMS, axis=1) / np.linalg.norm(ITEMS[:2], axis=1)[:, None]
+    np.testing.assert_allclose(soft[0], t * np.log((w[:2, None] * np.exp(sims / t)).sum(0)), rtol=1e-5)
+    assert np.isneginf(soft[1]).all()
+    np.testing.assert_allclose(soft[2], [S, S, 1], rtol=1e-5)  # one vector of weight 1: its cosine
+    # An item near both vectors beats one as near to only one of them; a cold temperature tends to "max".
+    both = MultiVectorScorer(ITEMS, ptr, rows, blend="softmax", temperature=t)(np.array([0]))[0]
+    assert both[2] > S
+    cold = MultiVectorScorer(ITEMS, ptr, rows, blend="softmax", temperature=1e-3)(np.array([0]))
+    np.testing.assert_allclose(cold, MultiVectorScorer(ITEMS, ptr, rows, blend="max")(np.array([0])), atol=2e-3)
+    with pytest.raises(ValueError, match="temperature must be positive"):
+        MultiVectorScorer(ITEMS, ptr, rows, blend="softmax", temperature=0.0)
+
+
 def test_multi_vector_with_separate_query_vectors():
     medoids = np.array([[0.0, 1.0]])
     scores = MultiVectorScorer(ITEMS, np.array([0, 1]), np.array([0]), query_vectors=medoids)(np.array([0]))
