@@ -84,6 +84,7 @@ class Variant:
     pooling: str
     hard_negatives: bool
     seeds: tuple[int, ...]
+    loss: str = "sampled_softmax"
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,7 @@ def train_and_embed(inputs: Inputs, variant: Variant, seed: int, options: Traini
     hidden, embedding = dims
     config = PinSageConfig(in_dim=inputs.graph.feature_dim, hidden_dim=hidden, embedding_dim=embedding,
                            pooling=variant.pooling, num_neighbors=inputs.graph.neighbors.shape[1])
-    opts = dataclasses.replace(options, seed=seed, use_hard_negatives=variant.hard_negatives)
+    opts = dataclasses.replace(options, seed=seed, use_hard_negatives=variant.hard_negatives, loss=variant.loss)
     started = time.perf_counter()
     outcome = train(build_model(config), inputs.graph, inputs.pairs, opts, "cpu",
                     checkpoint_path=workdir / f"{variant.name}-seed{seed}.pt".replace(" ", "_"), resume=False)
@@ -302,11 +303,17 @@ def bench_synthetic(args: argparse.Namespace, options: TrainingOptions, workdir:
     pairs = positive_pairs(events, pin_ids, split, args.synthetic_gap_s)
     pairs = PositivePairs(cap_pairs(pairs.train, args.synthetic_train_pairs, seed=0), pairs.valid, pairs.stats)
     inputs = Inputs(graph, csr, pairs, {})
-    variant = Variant("pinsage importance", "importance", True, (0,))
     syn_options = dataclasses.replace(options, num_epochs=args.synthetic_epochs)
-    vectors, summary = train_and_embed(inputs, variant, 0, syn_options, (args.hidden_dim, args.embedding_dim), workdir)
     k, queries = 10, args.synthetic_queries
-    pinsage_p = synthetic.knn_label_precision(vectors, primary, k=k, num_queries=queries, seed=0)
+    # The primary loss, and the paper's max-margin loss beside it when the primary is another one.
+    losses = [args.loss] + (["max_margin"] if args.loss != "max_margin" else [])
+    precision, summaries = {}, {}
+    for loss in losses:
+        variant = Variant("pinsage importance", "importance", True, (0,), loss)
+        vectors, summaries[loss] = train_and_embed(inputs, variant, 0, syn_options,
+                                                   (args.hidden_dim, args.embedding_dim), workdir)
+        precision[loss] = synthetic.knn_label_precision(vectors, primary, k=k, num_queries=queries, seed=0)
+    pinsage_p = precision[args.loss]
     content_p = synthetic.knn_label_precision(features, primary, k=k, num_queries=queries, seed=0)
     result = {
         "world": {"scale": args.synthetic_scale, "seed": 0, "window": f"{world.start}..{world.end}",
@@ -320,13 +327,16 @@ def bench_synthetic(args: argparse.Namespace, options: TrainingOptions, workdir:
                   "train_used": len(pairs.train), "valid": len(pairs.valid), "max_gap_s": args.synthetic_gap_s},
         "protocol": f"precision@{k} of the planted primary topic (synthetic_pin_topics) among each query pin's "
                     f"{k} cosine nearest neighbors (itself excluded), {queries} query pins sampled with seed 0",
-        "precision_at_10": {"pinsage": round(pinsage_p, 4), "content features": round(content_p, 4)},
+        "precision_at_10": {"pinsage": round(pinsage_p, 4), "content features": round(content_p, 4),
+                            **{f"pinsage {loss}": round(value, 4) for loss, value in precision.items()}},
+        "primary_loss": args.loss,
         "gain": round(pinsage_p - content_p, 4),
         "bar": "PinSage >= content + 0.15",
         "bar_met": bool(pinsage_p >= content_p + 0.15),
-        "training": summary,
+        "training": summaries[args.loss],
+        "training_by_loss": summaries,
     }
-    log.info("synthetic precision@10: PinSage %.4f, content %.4f (gain %+.4f)", pinsage_p, content_p,
+    log.info("synthetic precision@10: PinSage %s, content %.4f (gain of %s %+.4f)", precision, content_p, args.loss,
              pinsage_p - content_p)
     return result
 
@@ -342,8 +352,12 @@ def bars(hetrec: dict, syn: dict) -> dict[str, bool]:
         keys = [f"{USER_TASK}/hr@10"] + [f"{ITEM_TASK}/hr@{k}" for k in (10, 50, 100, 500)]
         out[f"pinsage beats {rival} on user hr@10 and i2i hit-rate@K"] = all(
             m("pinsage importance", key) > m(rival, key) for key in keys)
-    out["importance >= mean pooling (user hr@10, i2i hr@10)"] = all(
-        m("pinsage importance", key) >= m("pinsage mean", key) for key in (f"{USER_TASK}/hr@10", f"{ITEM_TASK}/hr@10"))
+    # On the seeds both pooling variants ran (the ablation may run fewer seeds than the primary model).
+    shared = lambda name, key, n: float(np.mean(hetrec[name][key]["per_seed"][:n]))  # noqa: E731
+    n = hetrec["pinsage mean"]["runs"]
+    out["importance >= mean pooling (user hr@10, i2i hr@10; same seeds)"] = all(
+        shared("pinsage importance", key, n) >= shared("pinsage mean", key, n)
+        for key in (f"{USER_TASK}/hr@10", f"{ITEM_TASK}/hr@10"))
     out["synthetic: pinsage >= content + 0.15"] = syn["bar_met"]
     return out
 
@@ -353,7 +367,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="1 seed, 1 epoch, fewer pairs; records nothing")
     parser.add_argument("--hetrec-path", default=str(HETREC_PATH))
     parser.add_argument("--seeds", type=int, default=3, help="seeds of importance and mean pooling")
-    parser.add_argument("--epochs", type=int, default=6, help="epoch cap (early stopping may end sooner)")
+    parser.add_argument("--epochs", type=int, default=10, help="epoch cap (early stopping may end sooner)")
+    parser.add_argument("--patience", type=int, default=3, help="epochs without a better validation hit-rate")
+    parser.add_argument("--valid-pairs", type=int, default=20_000, help="validation pairs scored each epoch")
+    parser.add_argument("--loss", default="sampled_softmax", choices=("sampled_softmax", "max_margin"),
+                        help="the primary model's loss (chosen on HetRec's validation slice, docs/PINSAGE.md)")
+    parser.add_argument("--ablation-seeds", type=int, default=1, help="seeds of the mean-pooling ablation")
     parser.add_argument("--max-gap-days", type=float, default=31.0, help="pair gap in days (<= 0: no limit)")
     parser.add_argument("--max-train-pairs", type=int, default=0, help="seeded sample of training pairs (0: all)")
     parser.add_argument("--ppr-steps", type=int, default=5_000)
@@ -367,17 +386,25 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--synthetic-queries", type=int, default=2000)
     args = parser.parse_args(argv)
     if args.quick:
-        args.seeds, args.epochs, args.synthetic_epochs = 1, 1, 1
+        args.seeds, args.epochs, args.synthetic_epochs, args.valid_pairs = 1, 1, 1, 1000
         args.max_train_pairs, args.synthetic_train_pairs = 10_000, 10_000
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(2)
     started = time.perf_counter()
     command = " ".join([".venv/bin/python", "bench/pinsage_quality.py", *(argv if argv is not None else sys.argv[1:])])
     seeds = tuple(range(args.seeds))
-    variants = [Variant("pinsage importance", "importance", True, seeds),
-                Variant("pinsage mean", "mean", True, seeds),
-                Variant("pinsage importance, no hard negatives", "importance", False, seeds[:1])]
-    options = TrainingOptions(num_epochs=args.epochs, patience=2, num_workers=1, log_every_s=30.0)
+    # The primary model (3 seeds) and the paper's ablations (one seed each, as in the paper's table):
+    # mean pooling, and the max-margin loss with and without the hard-negative curriculum (sampled softmax
+    # uses in-batch and shared negatives only, so hard negatives are an ablation of the max-margin loss).
+    variants = [Variant("pinsage importance", "importance", True, seeds, args.loss),
+                Variant("pinsage mean", "mean", True, seeds[:args.ablation_seeds], args.loss),
+                Variant("pinsage importance, max-margin", "importance", True, seeds[:1], "max_margin"),
+                Variant("pinsage importance, max-margin, no hard negatives", "importance", False, seeds[:1],
+                        "max_margin")]
+    # Early stopping watches every validation pair (HetRec: ~12.5k; 1,000 gave ~30 hits, too noisy to
+    # stop on).
+    options = TrainingOptions(num_epochs=args.epochs, patience=args.patience, num_workers=1, log_every_s=30.0,
+                              num_valid_pairs=args.valid_pairs)
 
     with tempfile.TemporaryDirectory(prefix="pinsage-quality-") as tmp:
         hetrec, table, stats = bench_hetrec(args, variants, options, Path(tmp))
@@ -410,7 +437,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                    "command": speed["command"], "metrics": speed["metrics"]} if speed else None),
         "wall_seconds": round(wall_s, 1),
     }
-    config = {"epochs_cap": args.epochs, "patience": options.patience, "seeds": list(seeds),
+    config = {"epochs_cap": args.epochs, "patience": options.patience, "primary_loss": args.loss, "seeds": list(seeds),
               "variants": [dataclasses.asdict(v) for v in variants], "training": options.to_dict(),
               "model": {"hidden_dim": args.hidden_dim, "embedding_dim": args.embedding_dim, "num_layers": 2,
                         "num_neighbors": args.num_neighbors},
