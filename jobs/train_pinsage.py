@@ -310,6 +310,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
     parser.add_argument("--num-epochs", type=int, default=defaults.num_epochs)
     parser.add_argument("--patience", type=int, default=defaults.patience)
+    parser.add_argument("--num-valid-pairs", type=int, default=defaults.num_valid_pairs,
+                        help="validation pairs ranked each epoch for early stopping")
     parser.add_argument("--num-workers", type=int, default=defaults.num_workers)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--max-steps", type=int, default=None)
@@ -324,6 +326,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         batch_size=args.batch_size, num_shared_negatives=args.num_shared_negatives, loss=args.loss,
         use_hard_negatives=not args.no_hard_negatives, max_hard_negatives=args.max_hard_negatives,
         learning_rate=args.learning_rate, num_epochs=args.num_epochs, patience=args.patience,
+        num_valid_pairs=args.num_valid_pairs,
         num_workers=args.num_workers, seed=args.seed, max_steps=args.max_steps,
     )
     run(TrainPinSageConfig(
