@@ -62,7 +62,7 @@ def test_cap_pairs_is_a_seeded_ordered_sample() -> None:
 def test_synthetic_part_runs_on_the_tiny_world(tmp_path) -> None:
     args = argparse.Namespace(synthetic_scale="tiny", ppr_steps=500, num_neighbors=10, synthetic_gap_s=1800.0,
                               synthetic_train_pairs=2000, synthetic_epochs=1, synthetic_queries=200,
-                              hidden_dim=16, embedding_dim=16, loss="sampled_softmax")
+                              hidden_dim=16, embedding_dim=16, loss="sampled_softmax", no_ablations=False)
     options = TrainingOptions(batch_size=256, num_shared_negatives=64, num_epochs=1, num_workers=0,
                               num_valid_pairs=100)
     result = bench_synthetic(args, options, tmp_path)
