@@ -1,0 +1,354 @@
+"""The PinnerFormer model (Pancha et al., KDD'22, arXiv 2205.04507, Sec. 3): a user tower and a pin tower.
+
+User tower, per token of a user's time-ordered actions (oldest first, right-padded):
+
+    x_i = [pin_i ; action_emb(a_i) ; surface_emb(s_i) ; log1p(duration_i) ; time features of t_i]
+    h_i = W x_i + pos_emb(i)                                (i counted from the oldest kept action)
+    h   = pre-norm causal transformer(h), padding masked
+    u_i = normalize(MLP(h_i))                               (one embedding per position)
+
+and the user embedding is ``u`` at the latest position. ``pin_i`` is the pin's PinSage embedding (a
+learned unknown-pin vector where the PinSage table has none) or, for id-only data such as the S3-Rec
+files, a learned item-id embedding: a departure from the paper used only where no PinSage exists.
+
+Time features (Sec. 3.2): for each of three times, the absolute timestamp, the time since the latest
+action of the sequence, and the gap since the previous action, and each fixed period ``P`` of
+``time_periods_s``, the pair ``sin(2 pi t / P + phi), cos(2 pi t / P + phi)`` with a learned phase
+``phi`` per (time, period); the two relative times also enter as ``log1p(hours)``. Angles are computed
+from int64 seconds (``t mod P``), so no precision is lost to float32 epoch seconds.
+
+The time since the latest action is, as in the paper, relative to the sequence's latest input action:
+it is the one feature through which a later token (its timestamp only) reaches earlier positions. Every
+other feature and the attention are causal: position ``i`` sees tokens ``0..i`` only.
+
+Pin tower: ``normalize(MLP(pin vector))`` over the same pin inputs. The softmax temperature is learned
+and clamped at ``min_temperature`` (0.01). ``build_model`` rebuilds the network from the config alone,
+so a ``state_dict`` is all that is stored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from embeddings.data.schemas import ACTION_VALUES
+
+FEATURES = ("action", "surface", "duration", "time")
+HOUR_S, DAY_S, WEEK_S = 3600, 86_400, 604_800
+# The three times that get periodic features, in this order.
+TIME_KINDS = ("absolute", "since_latest", "gap")
+
+
+@dataclass(frozen=True)
+class PinnerFormerConfig:
+    """Everything needed to rebuild the network (and nothing about training).
+
+    Args:
+        pin_dim: length of the input pin vectors (the PinSage embedding); unused when ``num_items`` > 0.
+        num_items: > 0 selects id-only mode: a learned item-id embedding of ``item_dim`` for rows
+            ``0..num_items-1`` stands in for PinSage (S3-Rec files); 0 = PinSage mode.
+        item_dim: size of the learned item-id embedding (id-only mode).
+        model_dim: transformer width.
+        embedding_dim: size of the user and pin embeddings (the paper: 256).
+        num_layers, num_heads: transformer depth and heads.
+        ff_dim: width of each block's feed-forward layer.
+        dropout: dropout on the token projection, attention and feed-forward outputs.
+        max_length: M, the most tokens a sequence may have (learned positions 0..M-1).
+        num_surfaces: surface codes ``0..num_surfaces-1`` (0 = unknown; ``data.SURFACES``).
+        action_dim, surface_dim: sizes of the learned action and surface embeddings.
+        features: which token features besides the pin are used (ablations): a subset of ``FEATURES``.
+        time_periods_s: the fixed periods (seconds) of the time features.
+        pin_hidden_dim: hidden width of the pin tower's MLP.
+        initial_temperature, min_temperature: the learned softmax temperature's start and clamp.
+    """
+
+    pin_dim: int = 256
+    num_items: int = 0
+    item_dim: int = 64
+    model_dim: int = 256
+    embedding_dim: int = 256
+    num_layers: int = 2
+    num_heads: int = 4
+    ff_dim: int = 1024
+    dropout: float = 0.1
+    max_length: int = 256
+    num_surfaces: int = 4
+    action_dim: int = 16
+    surface_dim: int = 16
+    features: tuple[str, ...] = FEATURES
+    time_periods_s: tuple[int, ...] = (HOUR_S, DAY_S, WEEK_S, 4 * WEEK_S)
+    pin_hidden_dim: int = 256
+    initial_temperature: float = 0.07
+    min_temperature: float = 0.01
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "features", tuple(self.features))
+        object.__setattr__(self, "time_periods_s", tuple(int(p) for p in self.time_periods_s))
+        for name in ("pin_dim", "item_dim", "model_dim", "embedding_dim", "num_layers", "num_heads", "ff_dim",
+                     "max_length", "num_surfaces", "action_dim", "surface_dim", "pin_hidden_dim"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"PinnerFormerConfig.{name} must be a positive integer, got {value!r}")
+        if self.num_items < 0:
+            raise ValueError(f"PinnerFormerConfig.num_items must be >= 0 (0 = PinSage inputs), got {self.num_items}")
+        if self.model_dim % self.num_heads:
+            raise ValueError(f"model_dim ({self.model_dim}) must be divisible by num_heads ({self.num_heads})")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"PinnerFormerConfig.dropout must lie in [0, 1), got {self.dropout}")
+        unknown = sorted(set(self.features) - set(FEATURES))
+        if unknown:
+            raise ValueError(f"unknown PinnerFormerConfig.features {unknown}; known are {FEATURES}")
+        if any(p <= 0 for p in self.time_periods_s):
+            raise ValueError(f"time_periods_s must be positive seconds, got {self.time_periods_s}")
+        if not 0 < self.min_temperature <= self.initial_temperature:
+            raise ValueError(f"need 0 < min_temperature <= initial_temperature, got {self.min_temperature} "
+                             f"and {self.initial_temperature}")
+
+    @property
+    def id_only(self) -> bool:
+        return self.num_items > 0
+
+    @property
+    def pin_input_dim(self) -> int:
+        return self.item_dim if self.id_only else self.pin_dim
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PinnerFormerConfig:
+        """Rebuild from ``to_dict()`` output; unknown keys are an error (a newer format, or a typo)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown PinnerFormerConfig field(s) {unknown}; known fields are {sorted(known)}")
+        return cls(**data)
+
+
+@dataclass
+class TokenInputs:
+    """A batch of right-padded token sequences (``data.collate_sequences`` builds it).
+
+    Attributes:
+        pins: (B, L) int64 pin rows; in PinSage mode ``-1`` = a pin missing from the table (the
+            unknown-pin vector); padding positions hold any valid row.
+        actions: (B, L) int64 ``Action`` codes.
+        surfaces: (B, L) int64 surface codes (0 = unknown).
+        duration_s: (B, L) float32 seconds, NaN = unknown.
+        ts: (B, L) int64 UTC seconds.
+        mask: (B, L) bool, True on real tokens; each row's real tokens come first.
+    """
+
+    pins: Tensor
+    actions: Tensor
+    surfaces: Tensor
+    duration_s: Tensor
+    ts: Tensor
+    mask: Tensor
+
+    def to(self, device: torch.device) -> TokenInputs:
+        return TokenInputs(**{f.name: getattr(self, f.name).to(device, non_blocking=True)
+                              for f in dataclasses.fields(self)})
+
+    @property
+    def lengths(self) -> Tensor:
+        return self.mask.sum(dim=1)
+
+
+class TimeFeatures(nn.Module):
+    """Periodic features with learned phases of the absolute, since-latest and gap times of each token."""
+
+    def __init__(self, periods_s: tuple[int, ...]) -> None:
+        super().__init__()
+        self.register_buffer("periods", torch.tensor(periods_s, dtype=torch.int64), persistent=False)
+        self.phase = nn.Parameter(torch.zeros(len(TIME_KINDS), len(periods_s)))
+
+    @property
+    def out_dim(self) -> int:
+        return 2 * len(TIME_KINDS) * len(self.phase[0]) + 2
+
+    def forward(self, ts: Tensor, mask: Tensor) -> Tensor:
+        """(B, L) int64 seconds, (B, L) bool -> (B, L, out_dim) float32."""
+        lengths = mask.sum(dim=1).clamp_min(1)
+        latest = ts.gather(1, (lengths - 1).unsqueeze(1))  # (B, 1) the latest real action
+        since_latest = (latest - ts).clamp_min(0)
+        gap = torch.cat([torch.zeros_like(ts[:, :1]), (ts[:, 1:] - ts[:, :-1]).clamp_min(0)], dim=1)
+        times = torch.stack([ts, since_latest, gap], dim=2)  # (B, L, 3) int64
+        # t mod P in int64, then the angle in float32: exact whatever the epoch.
+        angle = (2 * math.pi) * (torch.remainder(times.unsqueeze(-1), self.periods).float() / self.periods.float())
+        angle = angle + self.phase  # (B, L, 3, nP)
+        periodic = torch.cat([torch.sin(angle), torch.cos(angle)], dim=-1).flatten(2)
+        log_hours = torch.log1p(torch.stack([since_latest, gap], dim=2).float() / HOUR_S)
+        return torch.cat([periodic, log_hours], dim=2)
+
+
+class CausalBlock(nn.Module):
+    """A pre-norm transformer block: ``x + attn(LN(x))``, then ``x + FF(LN(x))``."""
+
+    def __init__(self, dim: int, num_heads: int, ff_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.num_heads, self.dropout = num_heads, dropout
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out = nn.Linear(dim, dim)
+        self.ff = nn.Sequential(nn.Linear(dim, ff_dim), nn.GELU(), nn.Linear(ff_dim, dim))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, allowed: Tensor) -> Tensor:
+        """x: (B, L, D); allowed: (B, 1, L, L) bool, True where query i may attend to key j."""
+        b, length, dim = x.shape
+        q, k, v = self.qkv(self.norm1(x)).view(b, length, 3, self.num_heads, dim // self.num_heads).unbind(2)
+        q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, nh, L, hs)
+        attn = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed,
+                                              dropout_p=self.dropout if self.training else 0.0)
+        x = x + self.drop(self.out(attn.transpose(1, 2).reshape(b, length, dim)))
+        return x + self.drop(self.ff(self.norm2(x)))
+
+
+class PinnerFormer(nn.Module):
+    """The user and pin towers and the learned temperature.
+
+    In PinSage mode the pin vectors are not parameters: ``attach_pin_table`` gives the model a
+    (P, pin_dim) table (not saved in the ``state_dict``), rows with ``known`` False use the learned
+    unknown-pin vector, and so does row ``-1``.
+    """
+
+    def __init__(self, config: PinnerFormerConfig) -> None:
+        super().__init__()
+        self.config = c = config
+        if c.id_only:
+            self.item_embedding = nn.Embedding(c.num_items, c.item_dim)
+            nn.init.normal_(self.item_embedding.weight, std=c.item_dim ** -0.5)
+        else:
+            self.unknown_pin = nn.Parameter(torch.zeros(c.pin_dim))
+            self.register_buffer("pin_table", torch.zeros(0, c.pin_dim), persistent=False)
+            self.register_buffer("pin_known", torch.zeros(0, dtype=torch.bool), persistent=False)
+        in_dim = c.pin_input_dim
+        if "action" in c.features:
+            self.action_embedding = nn.Embedding(len(ACTION_VALUES), c.action_dim)
+            in_dim += c.action_dim
+        if "surface" in c.features:
+            self.surface_embedding = nn.Embedding(c.num_surfaces, c.surface_dim)
+            in_dim += c.surface_dim
+        if "duration" in c.features:
+            in_dim += 2  # log1p(seconds), known flag
+        if "time" in c.features:
+            self.time_features = TimeFeatures(c.time_periods_s)
+            in_dim += self.time_features.out_dim
+        self.project = nn.Linear(in_dim, c.model_dim)
+        self.position = nn.Embedding(c.max_length, c.model_dim)
+        self.drop = nn.Dropout(c.dropout)
+        self.blocks = nn.ModuleList(CausalBlock(c.model_dim, c.num_heads, c.ff_dim, c.dropout)
+                                    for _ in range(c.num_layers))
+        self.final_norm = nn.LayerNorm(c.model_dim)
+        self.user_head = nn.Sequential(nn.Linear(c.model_dim, c.model_dim), nn.GELU(),
+                                       nn.Linear(c.model_dim, c.embedding_dim))
+        self.pin_tower = nn.Sequential(nn.Linear(c.pin_input_dim, c.pin_hidden_dim), nn.GELU(),
+                                       nn.Linear(c.pin_hidden_dim, c.embedding_dim))
+        self.log_temperature = nn.Parameter(torch.tensor(math.log(c.initial_temperature)))
+
+    # ---- pins ----
+
+    def attach_pin_table(self, vectors: Tensor, known: Tensor | None = None) -> None:
+        """Give a PinSage-mode model its (P, pin_dim) pin vectors; ``known`` (P,) bool marks real rows.
+
+        Raises:
+            ValueError: in id-only mode, or a table of the wrong shape or with non-finite known rows.
+        """
+        if self.config.id_only:
+            raise ValueError("an id-only PinnerFormer (num_items > 0) learns its item vectors; it takes no pin table")
+        vectors = torch.as_tensor(vectors, dtype=torch.float32)
+        if vectors.ndim != 2 or vectors.shape[1] != self.config.pin_dim:
+            raise ValueError(f"pin table must be (P, {self.config.pin_dim}), got {tuple(vectors.shape)}")
+        known = (torch.ones(len(vectors), dtype=torch.bool) if known is None
+                 else torch.as_tensor(known, dtype=torch.bool))
+        if known.shape != (len(vectors),):
+            raise ValueError(f"known must have one flag per pin row ({len(vectors)}), got {tuple(known.shape)}")
+        if not torch.isfinite(vectors[known]).all():
+            raise ValueError("pin table has NaN or Inf in rows marked known; mark them unknown or fix the table")
+        device = self.log_temperature.device
+        self.pin_table, self.pin_known = vectors.to(device), known.to(device)
+
+    @property
+    def num_pins(self) -> int:
+        return self.config.num_items if self.config.id_only else len(self.pin_table)
+
+    def pin_inputs(self, rows: Tensor) -> Tensor:
+        """(...) int64 pin rows -> (..., pin_input_dim) pin vectors (the unknown-pin vector for -1 / unknown)."""
+        if self.config.id_only:
+            return self.item_embedding(rows.clamp_min(0))
+        if len(self.pin_table) == 0:
+            raise ValueError("this PinSage-mode model has no pin table; call attach_pin_table first")
+        safe = rows.clamp_min(0)
+        known = (rows >= 0) & self.pin_known[safe]
+        return torch.where(known.unsqueeze(-1), self.pin_table[safe], self.unknown_pin.to(self.pin_table.dtype))
+
+    def embed_pins(self, rows: Tensor) -> Tensor:
+        """(...) pin rows -> (..., embedding_dim) unit-norm pin-tower embeddings."""
+        return F.normalize(self.pin_tower(self.pin_inputs(rows)).float(), dim=-1)
+
+    # ---- users ----
+
+    @property
+    def temperature(self) -> Tensor:
+        """The learned softmax temperature, clamped at ``min_temperature``."""
+        return self.log_temperature.exp().clamp_min(self.config.min_temperature)
+
+    def tokens(self, inputs: TokenInputs) -> Tensor:
+        """(B, L, in_dim) token features before the projection."""
+        parts = [self.pin_inputs(inputs.pins)]
+        c = self.config
+        if "action" in c.features:
+            parts.append(self.action_embedding(inputs.actions))
+        if "surface" in c.features:
+            parts.append(self.surface_embedding(inputs.surfaces))
+        if "duration" in c.features:
+            known = torch.isfinite(inputs.duration_s)
+            seconds = torch.where(known, inputs.duration_s, torch.zeros_like(inputs.duration_s)).clamp_min(0)
+            parts += [torch.log1p(seconds).unsqueeze(-1), known.float().unsqueeze(-1)]
+        if "time" in c.features:
+            parts.append(self.time_features(inputs.ts, inputs.mask))
+        return torch.cat([p.float() for p in parts], dim=-1)
+
+    def forward(self, inputs: TokenInputs) -> Tensor:
+        """Per-position user embeddings.
+
+        Args:
+            inputs: (B, L) right-padded tokens, L <= ``max_length``, at least one real token per row.
+
+        Returns:
+            (B, L, embedding_dim) unit-norm embeddings; row ``b`` position ``i`` depends only on tokens
+            ``0..i`` of row ``b`` (and the latest timestamp, see the module docstring). Padding positions
+            hold finite values that mean nothing.
+        """
+        b, length = inputs.mask.shape
+        if length > self.config.max_length:
+            raise ValueError(f"sequences of length {length} exceed max_length {self.config.max_length}")
+        if not bool(inputs.mask[:, 0].all()):
+            raise ValueError("every sequence needs at least one real token, first (right padding)")
+        positions = torch.arange(length, device=inputs.mask.device)
+        h = self.drop(self.project(self.tokens(inputs)) + self.position(positions))
+        # Causal, padding keys masked; a padding query sees itself so that no softmax row is empty.
+        causal = torch.ones(length, length, dtype=torch.bool, device=h.device).tril()
+        allowed = causal & (inputs.mask.unsqueeze(1) | torch.eye(length, dtype=torch.bool, device=h.device))
+        allowed = allowed.unsqueeze(1)  # (B, 1, L, L)
+        for block in self.blocks:
+            h = block(h, allowed)
+        return F.normalize(self.user_head(self.final_norm(h)).float(), dim=-1)
+
+    def embed_users(self, inputs: TokenInputs) -> Tensor:
+        """(B, embedding_dim) user embeddings: each row's output at its latest real token."""
+        out = self(inputs)
+        latest = (inputs.lengths - 1).clamp_min(0)
+        return out[torch.arange(len(out), device=out.device), latest]
+
+
+def build_model(config: PinnerFormerConfig) -> PinnerFormer:
+    """A freshly initialized model (seed torch before calling it for reproducible weights)."""
+    return PinnerFormer(config)

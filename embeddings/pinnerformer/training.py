@@ -1,0 +1,542 @@
+"""Training PinnerFormer on user sequences (paper Sec. 3.3-3.4), single process.
+
+Each step takes ``batch_size`` users, builds their right-padded tokens, samples the objective's
+queries (``loss.sample_queries``) and the uniform negatives, and minimizes the sampled softmax (or the
+full softmax) with Adam and gradient-norm clipping. On CUDA the forward pass runs under bf16 autocast;
+the losses are computed in float32. A batch, its negatives and its dropout are a pure function of
+``(seed, epoch, batch number)``, so a run resumed from a checkpoint continues exactly where it stopped.
+
+Each epoch ends with a validation when validation sequences are given: users are embedded at their
+latest input token and their future positives are ranked against every pin (full ranking, input
+history masked) by the project's ranking code (``embeddings.eval.metrics``); training stops early when
+the metric (``hr@k`` of the next positive, or ``recall@k`` of the window) has not improved for
+``patience`` epochs, and the best epoch's weights are kept.
+
+A non-finite loss (or gradient norm) stops the run with a ``FloatingPointError`` naming the step, the
+epoch and batch, and the batch's users; the checkpoint written just before (the weights before that
+step) is kept. Checkpoints and the device choice reuse PinSage's helpers
+(``embeddings.pinsage.training``).
+
+Not built here: training across processes. Under DistributedDataParallel the in-batch negatives
+should be gathered from every process (the issue asks for it); this loop is single-process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import hashlib
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from embeddings.eval.metrics import RankingMetrics, evaluate_ranking
+from embeddings.eval.scorers import EmbeddingScorer
+from embeddings.pinnerformer.data import UserSequences, collate_tokens
+from embeddings.pinnerformer.loss import (
+    NEGATIVES,
+    OBJECTIVES,
+    Queries,
+    full_softmax_loss,
+    in_batch_log_q,
+    own_positive_keys,
+    sample_queries,
+    sampled_softmax_loss,
+)
+from embeddings.pinnerformer.model import PinnerFormer, TokenInputs
+from embeddings.pinsage.training import load_checkpoint, resolve_device, save_checkpoint
+
+log = logging.getLogger(__name__)
+
+VALID_MODES = ("next", "window")
+_RUNTIME_OPTIONS = frozenset({"num_epochs", "log_every_s", "max_steps", "checkpoint_every_steps", "eval_batch_size"})
+
+
+@dataclass(frozen=True)
+class TrainingOptions:
+    """How to train (the model's shape is ``PinnerFormerConfig``).
+
+    Args:
+        objective: one of ``loss.OBJECTIVES`` (the paper's choice: ``dense_all_action``).
+        negatives: ``mixed`` (in-batch + uniform, the paper's), ``in_batch``, ``random`` or ``full``
+            (softmax over every pin: small id-only catalogs).
+        log_q_correction: subtract each sampled candidate's log expected count (``mixed`` and
+            ``in_batch``; with uniform negatives alone it is a constant that cancels).
+        num_random_negatives: uniform negatives per batch (``mixed`` and ``random``).
+        num_positions: ``dense_all_action``'s positions per user.
+        max_targets: ``all_action``'s targets per user.
+        batch_size: users per step.
+        learning_rate, weight_decay: Adam's (AdamW when ``weight_decay`` > 0).
+        grad_clip_norm: the gradient-norm clip.
+        num_epochs, patience: the most epochs; stop after ``patience`` epochs without a better validation.
+        eval_k: k of the validation metric.
+        valid_mode: ``next`` (hr@k of the first future positive) or ``window`` (recall@k of all of them).
+        seed: seeds initialization, batch order, negatives and dropout.
+        log_every_s: progress logging interval.
+        max_steps: stop (with a checkpoint) after this many steps in total.
+        checkpoint_every_steps: also checkpoint every this many steps (0: epoch ends only).
+        eval_batch_size: users per forward pass when embedding for validation.
+    """
+
+    objective: str = "dense_all_action"
+    negatives: str = "mixed"
+    log_q_correction: bool = True
+    num_random_negatives: int = 1024
+    num_positions: int = 32
+    max_targets: int = 32
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    grad_clip_norm: float = 1.0
+    num_epochs: int = 10
+    patience: int = 2
+    eval_k: int = 10
+    valid_mode: str = "window"
+    seed: int = 0
+    log_every_s: float = 10.0
+    max_steps: int | None = None
+    checkpoint_every_steps: int = 0
+    eval_batch_size: int = 256
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"TrainingOptions.objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        if self.negatives not in NEGATIVES:
+            raise ValueError(f"TrainingOptions.negatives must be one of {NEGATIVES}, got {self.negatives!r}")
+        if self.valid_mode not in VALID_MODES:
+            raise ValueError(f"TrainingOptions.valid_mode must be one of {VALID_MODES}, got {self.valid_mode!r}")
+        for name in ("num_positions", "max_targets", "batch_size", "num_epochs", "patience", "eval_k",
+                     "eval_batch_size"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"TrainingOptions.{name} must be positive, got {getattr(self, name)}")
+        if self.negatives in ("mixed", "random") and self.num_random_negatives <= 0:
+            raise ValueError(f"negatives={self.negatives!r} needs num_random_negatives > 0, got "
+                             f"{self.num_random_negatives}")
+        if self.checkpoint_every_steps < 0 or (self.max_steps is not None and self.max_steps <= 0):
+            raise ValueError(f"checkpoint_every_steps must be >= 0 and max_steps positive or None, got "
+                             f"{self.checkpoint_every_steps} and {self.max_steps}")
+        if self.learning_rate <= 0 or self.weight_decay < 0 or self.grad_clip_norm <= 0:
+            raise ValueError(f"learning_rate and grad_clip_norm must be > 0 and weight_decay >= 0, got "
+                             f"{self.learning_rate}, {self.grad_clip_norm}, {self.weight_decay}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# ---- batches ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Batch:
+    """One step's input.
+
+    Attributes:
+        users: (B,) rows of the training sequences.
+        tokens: (B, L) the users' tokens.
+        query_user, query_position, target: (N,) the objective's queries (``loss.Queries``).
+        own_keys: (K,) keys ``b * P + pin`` of each batch user's positives.
+        negatives: (S,) uniform negative pin rows (empty for ``in_batch`` and ``full``).
+        target_log_q: (N,) in-batch logQ of the targets (zeros without the correction).
+        negative_log_q: logQ of a uniform negative (0 without the correction).
+    """
+
+    users: np.ndarray
+    tokens: TokenInputs
+    query_user: Tensor
+    query_position: Tensor
+    target: Tensor
+    own_keys: Tensor
+    negatives: Tensor
+    target_log_q: Tensor
+    negative_log_q: float
+
+    @property
+    def num_queries(self) -> int:
+        return int(self.target.shape[0])
+
+
+def make_batch(seqs: UserSequences, users: np.ndarray, options: TrainingOptions, rng: np.random.Generator,
+               positive_counts: np.ndarray, negative_pool: np.ndarray) -> Batch:
+    """The batch of ``users`` (a pure function of the arguments and ``rng``'s state)."""
+    queries: Queries = sample_queries(seqs, users, options.objective, rng, num_positions=options.num_positions,
+                                      max_targets=options.max_targets)
+    num_negatives = options.num_random_negatives if options.negatives in ("mixed", "random") else 0
+    negatives = negative_pool[rng.integers(0, len(negative_pool), num_negatives)]
+    # Uniform negatives alone: every candidate's logQ (the positive's included) is the same constant,
+    # which cancels in the softmax, so there is nothing to correct.
+    correct = options.log_q_correction and options.negatives in ("mixed", "in_batch")
+    target_log_q = (in_batch_log_q(positive_counts, queries.target) if correct
+                    else np.zeros(len(queries), np.float32))
+    t = torch.from_numpy
+    return Batch(
+        users=users,
+        tokens=collate_tokens(seqs, users),
+        query_user=t(queries.user),
+        query_position=t(queries.position),
+        target=t(queries.target),
+        own_keys=t(own_positive_keys(seqs, users)),
+        negatives=t(negatives.astype(np.int64)),
+        target_log_q=t(target_log_q),
+        negative_log_q=math.log(num_negatives / len(negative_pool)) if correct and num_negatives else 0.0,
+    )
+
+
+def _autocast(device: torch.device):
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+
+
+def batch_loss(model: PinnerFormer, batch: Batch, options: TrainingOptions, device: torch.device) -> Tensor:
+    """The batch's loss (forward under bf16 autocast on CUDA, the softmax in float32)."""
+    d = lambda x: x.to(device, non_blocking=True)  # noqa: E731
+    with _autocast(device):
+        out = model(batch.tokens.to(device))  # (B, L, E)
+        queries = out[d(batch.query_user), d(batch.query_position)]  # (N, E)
+        if options.negatives == "full":
+            pins = model.embed_pins(torch.arange(model.num_pins, device=device))
+        else:
+            candidates = torch.cat([batch.target, batch.negatives])
+            unique, inverse = torch.unique(d(candidates), return_inverse=True)
+            pins = model.embed_pins(unique)[inverse]
+    temperature = model.temperature
+    if options.negatives == "full":
+        return full_softmax_loss(queries, d(batch.target), pins, temperature)
+    n = batch.num_queries
+    return sampled_softmax_loss(
+        queries, d(batch.query_user), d(batch.target), pins[:n], temperature,
+        num_pins=model.num_pins, own_keys=d(batch.own_keys), in_batch=options.negatives != "random",
+        negatives=d(batch.negatives), negative_embeddings=pins[n:],
+        target_log_q=d(batch.target_log_q) if options.log_q_correction else None,
+        negative_log_q=batch.negative_log_q if options.log_q_correction else None,
+    )
+
+
+# ---- embedding and validation -------------------------------------------------------------------
+
+
+@torch.no_grad()
+def embed_users(model: PinnerFormer, seqs: UserSequences, device: torch.device | str = "cpu",
+                batch_size: int = 256) -> np.ndarray:
+    """(U, E) float32 user embeddings at each user's latest input token."""
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    out = np.empty((seqs.num_users, model.config.embedding_dim), dtype=np.float32)
+    for a in range(0, seqs.num_users, batch_size):
+        users = np.arange(a, min(a + batch_size, seqs.num_users))
+        with _autocast(device):
+            out[users] = model.embed_users(collate_tokens(seqs, users).to(device)).float().cpu().numpy()
+    model.train(was_training)
+    return out
+
+
+@torch.no_grad()
+def embed_all_pins(model: PinnerFormer, device: torch.device | str = "cpu", chunk_size: int = 65_536) -> np.ndarray:
+    """(P, E) float32 pin-tower embeddings of every pin row."""
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    parts = []
+    for a in range(0, model.num_pins, chunk_size):
+        with _autocast(device):
+            rows = torch.arange(a, min(a + chunk_size, model.num_pins), device=device)
+            parts.append(model.embed_pins(rows).float().cpu().numpy())
+    model.train(was_training)
+    return np.concatenate(parts) if parts else np.zeros((0, model.config.embedding_dim), np.float32)
+
+
+def evaluate_future(model: PinnerFormer, seqs: UserSequences, *, mode: str = "window", k: int = 10,
+                    split: str = "validation", device: torch.device | str = "cpu",
+                    batch_size: int = 256) -> RankingMetrics:
+    """Rank each user's future positives among all pins (full ranking, the input history masked).
+
+    Args:
+        seqs: sequences with future positives (``build_user_sequences`` with a cutoff).
+        mode: ``next`` (the first future positive) or ``window`` (all of them).
+        k: the cut-off of hr/recall/ndcg.
+        split: names the slice in the protocol string.
+    """
+    users = embed_users(model, seqs, device, batch_size)
+    pins = embed_all_pins(model, device)
+    what = "first future positive" if mode == "next" else "future positives within the window"
+    protocol = (f"user {what} | full ranking over all pins, input history masked | {split} | "
+                "ties pessimistic")
+    return evaluate_ranking(EmbeddingScorer(pins, users), seqs.future_matrix(mode), protocol=protocol,
+                            seen=seqs.history_matrix(), ks=(k,))
+
+
+# ---- the loop -----------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainingState:
+    """Everything a checkpoint restores (besides the model and optimizer)."""
+
+    epoch: int = 1
+    next_batch: int = 0
+    step: int = 0
+    epoch_loss_sum: float = 0.0
+    epoch_batches: int = 0
+    epoch_users: int = 0
+    epoch_seconds: float = 0.0
+    users: int = 0
+    queries: int = 0
+    seconds: float = 0.0
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_metric: float = -1.0
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    finished: bool = False
+    stopped_early: bool = False
+
+
+@dataclass
+class TrainingOutcome:
+    """What ``train`` did. ``model`` holds the best epoch's weights (or the last ones if interrupted or
+    trained without validation). Rates count training steps only (validation excluded)."""
+
+    model: PinnerFormer
+    history: list[dict[str, float]]
+    best_epoch: int
+    stopped_early: bool
+    interrupted: bool
+    steps: int
+    users: int
+    queries: int
+    train_seconds: float
+    users_per_s: float
+    queries_per_s: float
+
+
+def has_labels(seqs: UserSequences, objective: str) -> bool:
+    """Whether ``objective`` finds at least one (position, target) pair in ``seqs``."""
+    if objective in ("next_action", "all_action"):
+        events = seqs.input_end - 1
+    else:
+        lengths = seqs.token_lengths
+        events = np.repeat(seqs.input_start - np.cumsum(np.r_[0, lengths[:-1]]), lengths) + np.arange(lengths.sum())
+    if objective in ("next_action", "sasrec"):
+        return bool((seqs.next_positive(events) >= 0).any())
+    lo, hi = seqs.window_bounds(events)
+    return bool((hi > lo).any())
+
+
+def data_fingerprint(seqs: UserSequences) -> str:
+    """A short hash of the training sequences (a checkpoint only resumes on the same data)."""
+    h = hashlib.sha256()
+    for array in (seqs.ptr, seqs.input_start, seqs.input_end, seqs.pins, seqs.actions, seqs.surfaces, seqs.ts,
+                  seqs.positive, seqs.duration_s):
+        h.update(np.ascontiguousarray(array).tobytes())
+    h.update(np.asarray([seqs.num_pins, seqs.window_s], np.int64).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _fingerprint(model: PinnerFormer, options: TrainingOptions, data: str) -> dict[str, Any]:
+    opts = {k: v for k, v in options.to_dict().items() if k not in _RUNTIME_OPTIONS}
+    return {"model_type": "pinnerformer", "model": model.config.to_dict(), "options": opts, "data": data}
+
+
+def _step_seed(seed: int, epoch: int, batch: int) -> int:
+    return int(np.random.default_rng([seed, epoch, batch, 0xD40]).integers(0, 2**62))
+
+
+def train(
+    model: PinnerFormer,
+    seqs: UserSequences,
+    options: TrainingOptions,
+    *,
+    valid: UserSequences | None = None,
+    device: torch.device | str = "cpu",
+    checkpoint_path: str | Path | None = None,
+    resume: bool = True,
+    negative_pool: np.ndarray | None = None,
+) -> TrainingOutcome:
+    """Train ``model`` in place on ``seqs``, validating on ``valid`` after each epoch.
+
+    Args:
+        model: a freshly built model (a PinSage-mode one with its pin table attached); initialized here
+            from ``options.seed`` unless resumed.
+        seqs: the training sequences.
+        options: see ``TrainingOptions``.
+        valid: validation sequences with future positives (None: no validation, no early stopping).
+        device: ``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda``, ...
+        checkpoint_path: where checkpoints go (None: none).
+        resume: continue from ``checkpoint_path`` when it exists.
+        negative_pool: pin rows uniform negatives are drawn from (default: every known pin row).
+
+    Returns:
+        The outcome.
+
+    Raises:
+        ValueError: no training users, a checkpoint of another configuration or data.
+        FloatingPointError: a non-finite loss or gradient norm (names step, epoch, batch and users).
+    """
+    if seqs.num_users == 0:
+        raise ValueError("train needs at least one training user (all were dropped or none were given)")
+    if seqs.num_pins != model.num_pins:
+        raise ValueError(f"the sequences have {seqs.num_pins} pin rows but the model has {model.num_pins}; "
+                         "attach the pin table the sequences were mapped with")
+    if model.config.id_only and (seqs.pins < 0).any():
+        raise ValueError(f"{int((seqs.pins < 0).sum())} events have pin row -1 (not in the PinSage table), but "
+                         "an id-only model has an embedding for every item row and no unknown-pin token")
+    if not has_labels(seqs, options.objective):
+        raise ValueError(
+            f"objective {options.objective!r} finds no labels in the training sequences: next_action and "
+            "all_action need future positives after each input (build_user_sequences with cutoff_ts), "
+            "sasrec and dense_all_action a positive after some input token"
+        )
+    device = resolve_device(str(device)) if not isinstance(device, torch.device) else device
+    torch.manual_seed(options.seed)
+    fresh = type(model)(model.config)
+    model.load_state_dict(fresh.state_dict())  # initialization from the seed alone
+    model.to(device)  # the pin table (a buffer) moves with it
+    if negative_pool is None:
+        negative_pool = (np.arange(model.num_pins) if model.config.id_only
+                         else np.flatnonzero(model.pin_known.cpu().numpy()))
+    negative_pool = np.asarray(negative_pool, dtype=np.int64)
+    if len(negative_pool) == 0:
+        raise ValueError("the negative pool is empty (no known pin rows)")
+    optimizer = (torch.optim.AdamW(model.parameters(), lr=options.learning_rate, weight_decay=options.weight_decay)
+                 if options.weight_decay else torch.optim.Adam(model.parameters(), lr=options.learning_rate))
+    state, best_state = TrainingState(), None
+    checkpoint = Path(checkpoint_path) if checkpoint_path is not None else None
+    fingerprint = _fingerprint(model, options, data_fingerprint(seqs))
+    if checkpoint is not None and resume and checkpoint.exists():
+        ckpt = load_checkpoint(checkpoint, fingerprint)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        state, best_state = TrainingState(**ckpt["state"]), ckpt["best_state"]
+        log.info("resumed from %s at epoch %d batch %d (step %d)", checkpoint, state.epoch, state.next_batch,
+                 state.step)
+
+    positive_counts = seqs.positive_counts()
+    num_batches = math.ceil(seqs.num_users / options.batch_size)
+    metric = f"{'hr' if options.valid_mode == 'next' else 'recall'}@{options.eval_k}"
+    interrupted = False
+    run_started = time.perf_counter()
+    total_steps = options.num_epochs * num_batches
+    if options.max_steps is not None:
+        total_steps = min(total_steps, options.max_steps)
+    steps_left_at_start = total_steps - ((state.epoch - 1) * num_batches + state.next_batch)
+
+    def checkpoint_now() -> None:
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, model, optimizer, state, best_state, fingerprint)
+
+    while not state.finished and state.epoch <= options.num_epochs:
+        order = np.random.default_rng([options.seed, state.epoch]).permutation(seqs.num_users)
+        model.train()
+        started = time.perf_counter()
+        last_log = started
+        for b in range(state.next_batch, num_batches):
+            t0 = time.perf_counter()
+            users = np.sort(order[b * options.batch_size:(b + 1) * options.batch_size])
+            rng = np.random.default_rng([options.seed, state.epoch, b])
+            batch = make_batch(seqs, users, options, rng, positive_counts, negative_pool)
+            if batch.num_queries == 0:
+                log.warning("epoch %d batch %d has no labels (objective %s); skipped", state.epoch, b + 1,
+                            options.objective)
+                state.next_batch = b + 1
+                continue
+            torch.manual_seed(_step_seed(options.seed, state.epoch, b))  # dropout, as a function of the batch
+            loss = batch_loss(model, batch, options, device)
+            loss_value = float(loss.detach())
+            where = lambda: (f"step {state.step + 1} (epoch {state.epoch}, batch {b + 1}/{num_batches}, "  # noqa: E731
+                             f"users {seqs.user_ids[users[:5]].tolist()}{'...' if len(users) > 5 else ''})")
+            if not math.isfinite(loss_value):
+                _stop_on_nan(f"loss is {loss_value} at {where()}", checkpoint, checkpoint_now)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), options.grad_clip_norm))
+            if not math.isfinite(grad_norm):
+                _stop_on_nan(f"gradient norm is {grad_norm} at {where()}", checkpoint, checkpoint_now)
+            optimizer.step()
+            t1 = time.perf_counter()
+            state.step += 1
+            state.next_batch = b + 1
+            state.epoch_loss_sum += loss_value
+            state.epoch_batches += 1
+            state.epoch_users += len(users)
+            state.epoch_seconds += t1 - t0
+            state.users += len(users)
+            state.queries += batch.num_queries
+            state.seconds += t1 - t0
+            if t1 - last_log >= options.log_every_s or b + 1 == num_batches:
+                last_log = t1
+                rate = state.epoch_batches / max(state.epoch_seconds, 1e-9)
+                done = state.step - (total_steps - steps_left_at_start)
+                run_rate = max(done, 1) / max(time.perf_counter() - run_started, 1e-9)
+                log.info("epoch %d batch %d/%d: loss %.4f, %.0f users/s, %.0f queries/s, ETA epoch %.0f s, "
+                         "ETA run %.0f s (early stopping may end it sooner)", state.epoch, b + 1, num_batches,
+                         state.epoch_loss_sum / state.epoch_batches, state.epoch_users / max(state.epoch_seconds, 1e-9),
+                         state.queries / max(state.seconds, 1e-9), (num_batches - b - 1) / max(rate, 1e-9),
+                         max(steps_left_at_start - done, 0) / run_rate)
+            if options.max_steps is not None and state.step >= options.max_steps:
+                interrupted = True
+                break
+            if options.checkpoint_every_steps and state.step % options.checkpoint_every_steps == 0:
+                checkpoint_now()
+        if interrupted:
+            checkpoint_now()
+            log.info("stopped after %d steps (max_steps); checkpoint %s", state.step, checkpoint)
+            break
+
+        record: dict[str, float] = {
+            "epoch": state.epoch,
+            "train_loss": state.epoch_loss_sum / max(state.epoch_batches, 1),
+            "users_per_s": state.epoch_users / max(state.epoch_seconds, 1e-9),
+            "epoch_seconds": time.perf_counter() - started,
+            "temperature": float(model.temperature.detach()),
+        }
+        if valid is not None:
+            result = evaluate_future(model, valid, mode=options.valid_mode, k=options.eval_k, device=device,
+                                     batch_size=options.eval_batch_size)
+            record.update({f"valid_{name}": float(values.mean()) if len(values) else float("nan")
+                           for name, values in result.values.items()})
+            value = record[f"valid_{metric}"]
+            if value > state.best_metric:
+                state.best_metric, state.best_epoch, state.bad_epochs = value, state.epoch, 0
+                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            else:
+                state.bad_epochs += 1
+            if state.bad_epochs >= options.patience:
+                state.finished = state.stopped_early = True
+                log.info("early stop after epoch %d: no better valid %s for %d epochs (best %.4f at epoch %d)",
+                         state.epoch, metric, state.bad_epochs, state.best_metric, state.best_epoch)
+        state.history.append(record)
+        log.info("epoch %d: %s", state.epoch, {k: round(v, 4) for k, v in record.items()})
+        state.epoch += 1
+        state.next_batch = 0
+        state.epoch_loss_sum, state.epoch_batches, state.epoch_users, state.epoch_seconds = 0.0, 0, 0, 0.0
+        checkpoint_now()
+
+    if not interrupted and best_state is not None:
+        model.load_state_dict(best_state)
+    return TrainingOutcome(
+        model=model,
+        history=copy.deepcopy(state.history),
+        best_epoch=state.best_epoch,
+        stopped_early=state.stopped_early,
+        interrupted=interrupted,
+        steps=state.step,
+        users=state.users,
+        queries=state.queries,
+        train_seconds=state.seconds,
+        users_per_s=state.users / max(state.seconds, 1e-9),
+        queries_per_s=state.queries / max(state.seconds, 1e-9),
+    )
+
+
+def _stop_on_nan(message: str, checkpoint: Path | None, checkpoint_now) -> None:
+    """Keep a checkpoint of the weights before the failing step, then stop the run."""
+    checkpoint_now()
+    kept = f"checkpoint of the weights before this step kept at {checkpoint}" if checkpoint is not None \
+        else "no checkpoint_path was given, so no checkpoint was written"
+    raise FloatingPointError(f"{message}; {kept}")
