@@ -107,6 +107,8 @@ STAGES: tuple[Stage, ...] = (
           args=(*SPLIT_ARGS, *_env_args("EMB_PINSAGE_EVAL_ARGS"))),
     Stage("infer_pinsage", "jobs.infer_pinsage", upstream=("evaluate_pinsage",)),
     Stage("pinnersage", "jobs.pinnersage", upstream=("infer_pinsage",), spark=True),
+    Stage("evaluate_pinnersage", "jobs.evaluate_pinnersage", upstream=("pinnersage",),
+          timeout=dt.timedelta(hours=1), args=(*SPLIT_ARGS, *_env_args("EMB_PINNERSAGE_EVAL_ARGS"))),
 )
 
 
@@ -146,7 +148,7 @@ def _operator(stage: Stage):
 with DAG(
     dag_id=DAG_ID,
     description="Nightly: validate inputs, content features, pin-board graph and PPR neighborhoods (Spark), "
-    "PinSage train -> evaluate/promote -> infer with the champion.",
+    "PinSage train -> evaluate/promote -> infer with the champion -> PinnerSage user medoids (Spark) -> evaluated.",
     schedule="0 2 * * *",
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
     catchup=False,

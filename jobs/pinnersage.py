@@ -9,9 +9,10 @@ actions without an embedding, skipped users, carried-over and recomputed users).
 
 Only (user_id, pin_id, ts) go through the shuffle: the driver writes the embeddings once as memory-mappable
 ``.npy`` arrays (sorted pin ids + an (n, d) float32 matrix) into a local temporary directory, which the
-executors open by path (a local master) or receive through ``SparkContext.addFile`` (a cluster); each
-``groupBy("user_id").applyInPandas`` call looks its user's vectors up with ``np.searchsorted`` and runs
-``user_medoids``. Users with no embedded pin are counted and skipped; their actions count as actions
+executors open by path (a local master) or receive through ``SparkContext.addFile`` (a cluster); users
+are grouped into buckets (``hash(user_id) mod B``, about 500 users each) and each
+``groupBy(bucket).applyInPandas`` call cuts its users apart, looks their vectors up with
+``np.searchsorted`` and runs ``user_medoids`` per user. Users with no embedded pin are counted and skipped; their actions count as actions
 without an embedding, and a few user ids are named in the log.
 
 Incremental mode (default): the latest committed ``user_medoids`` partition before ds, if it was computed
@@ -42,7 +43,6 @@ if __name__ == "__main__" and not __package__:  # spark-submit jobs/pinnersage.p
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.compute as pc
 
 from embeddings.data.engagement import POSITIVE_MIN_DURATION_MS, TRAINING_WINDOW_DAYS, training_window
@@ -65,6 +65,9 @@ CLUSTER_BUCKETS: tuple[tuple[str, int, int], ...] = (
     ("1", 1, 1), ("2", 2, 2), ("3-4", 3, 4), ("5-8", 5, 8), ("9-16", 9, 16), ("17+", 17, 2**31 - 1),
 )
 _NAMED_USERS = 10
+# Users per applyInPandas group: amortizes Spark's per-group cost; a bucket's rows are in memory at once
+# (500 users of the 500-action cap: 250k rows of (user, pin, ts)).
+USERS_PER_BUCKET = 500
 
 
 class PinnerSageInputError(LakeError):
@@ -245,7 +248,8 @@ def _run(spark, lake: Lake, config: PinnerSageConfig) -> PinnerSageResult:
     with _embedding_source(spark.sparkContext, config, emb_pin_ids, emb_vectors) as (source, via_spark_files):
         del emb_vectors  # the executors read the .npy files
         cluster = _cluster_function(source, via_spark_files, config, model_version)
-        computed = (to_compute.groupBy("user_id")
+        buckets = num_user_buckets(num_recompute, config.shuffle_partitions)
+        computed = (to_compute.groupBy(F.pmod(F.xxhash64("user_id"), F.lit(buckets)).alias("user_bucket"))
                     .applyInPandas(cluster, schema=_TASK_SCHEMA_DDL)
                     .persist(StorageLevel.MEMORY_AND_DISK))
         t_cluster0 = time.perf_counter()
@@ -408,9 +412,13 @@ _TASK_COLUMNS = [c.strip().split(" ")[0] for c in _TASK_SCHEMA_DDL.split(",")]
 
 
 def _cluster_function(source: str, via_spark_files: bool, config: PinnerSageConfig, model_version: str):
-    """The applyInPandas body: one user's (user_id, pin_id, ts_us) rows -> up to top_k medoid rows, or one
-    row with rank 0 (medoid -1) when none of the user's pins has an embedding; ``missing_actions`` counts
-    the user's actions on pins without one (dropped before writing)."""
+    """The applyInPandas body: the (user_id, pin_id, ts_us) rows of a bucket of users -> up to top_k medoid
+    rows per user, or one row with rank 0 (medoid -1) for a user none of whose pins has an embedding;
+    ``missing_actions`` counts the user's actions on pins without one (dropped before writing).
+
+    Users come in buckets (``user_bucket``) rather than one group each: Spark's per-group cost (an Arrow
+    batch and a pandas frame per group, both ways) is larger than Ward's on a user of 100 actions, so the
+    bucket's users are cut apart here with numpy and their rows assembled into one frame."""
     ds = config.ds
     params = (config.alpha, config.lam, config.max_actions, config.top_k)
 
@@ -420,31 +428,57 @@ def _cluster_function(source: str, via_spark_files: bool, config: PinnerSageConf
         from embeddings.pinnersage.medoids import user_medoids
 
         table_ids, vectors = load_embeddings_cached(source, via_spark_files)
-        user = int(frame["user_id"].iloc[0])
-        pins = frame["pin_id"].to_numpy(np.int64)
-        ts = frame["ts_us"].to_numpy(np.int64)
-        found, rows = lookup(pins, table_ids)
-        missing = int(len(pins) - found.sum())
-        if not found.any():
-            return pd.DataFrame({
-                "user_id": [user], "rank": [0], "medoid_pin_id": [-1], "importance": [0.0], "cluster_size": [0],
-                "num_cluster_actions": [0], "num_clusters": [0], "num_actions": [0], "capped": [False],
-                "pinsage_model_version": [model_version], "computed_ds": [ds], "missing_actions": [missing],
-            })[_TASK_COLUMNS]
         alpha, lam, max_actions, top_k = params
-        out = user_medoids(pins[found], ts[found], np.asarray(vectors[rows]), ds, alpha=alpha, lam=lam,
-                           max_actions=max_actions, top_k=top_k)
-        k = len(out.rank)
-        return pd.DataFrame({
-            "user_id": np.full(k, user, np.int64), "rank": out.rank, "medoid_pin_id": out.medoid_pin_id,
-            "importance": out.importance, "cluster_size": out.cluster_size,
-            "num_cluster_actions": out.num_cluster_actions, "num_clusters": np.full(k, out.num_clusters, np.int32),
-            "num_actions": np.full(k, out.num_actions, np.int32), "capped": np.full(k, out.capped),
-            "pinsage_model_version": [model_version] * k, "computed_ds": [ds] * k,
-            "missing_actions": np.full(k, missing, np.int32),
-        })[_TASK_COLUMNS]
+        users_all = frame["user_id"].to_numpy(np.int64)
+        order = np.argsort(users_all, kind="stable")
+        users_all = users_all[order]
+        pins_all = frame["pin_id"].to_numpy(np.int64)[order]
+        ts_all = frame["ts_us"].to_numpy(np.int64)[order]
+        found_all, _ = lookup(pins_all, table_ids)
+        starts = np.flatnonzero(np.r_[True, users_all[1:] != users_all[:-1]])
+        ends = np.r_[starts[1:], len(users_all)]
+        columns: dict[str, list] = {c: [] for c in _TASK_COLUMNS if c not in ("pinsage_model_version", "computed_ds")}
+        for lo, hi in zip(starts, ends):
+            user = int(users_all[lo])
+            pins, ts, found = pins_all[lo:hi], ts_all[lo:hi], found_all[lo:hi]
+            missing = int(len(pins) - found.sum())
+            if not found.any():
+                for name, value in (("user_id", user), ("rank", 0), ("medoid_pin_id", -1), ("importance", 0.0),
+                                    ("cluster_size", 0), ("num_cluster_actions", 0), ("num_clusters", 0),
+                                    ("num_actions", 0), ("capped", False), ("missing_actions", missing)):
+                    columns[name].append(np.array([value]))
+                continue
+            _, rows = lookup(pins[found], table_ids)
+            out = user_medoids(pins[found], ts[found], np.asarray(vectors[rows]), ds, alpha=alpha, lam=lam,
+                               max_actions=max_actions, top_k=top_k)
+            k = len(out.rank)
+            columns["user_id"].append(np.full(k, user, np.int64))
+            columns["rank"].append(out.rank)
+            columns["medoid_pin_id"].append(out.medoid_pin_id)
+            columns["importance"].append(out.importance)
+            columns["cluster_size"].append(out.cluster_size)
+            columns["num_cluster_actions"].append(out.num_cluster_actions)
+            columns["num_clusters"].append(np.full(k, out.num_clusters, np.int32))
+            columns["num_actions"].append(np.full(k, out.num_actions, np.int32))
+            columns["capped"].append(np.full(k, out.capped))
+            columns["missing_actions"].append(np.full(k, missing, np.int32))
+        types = {"user_id": np.int64, "rank": np.int32, "medoid_pin_id": np.int64, "importance": np.float64,
+                 "cluster_size": np.int32, "num_cluster_actions": np.int32, "num_clusters": np.int32,
+                 "num_actions": np.int32, "capped": bool, "missing_actions": np.int32}
+        data = {name: (np.concatenate(values) if values else np.zeros(0)).astype(types[name])
+                for name, values in columns.items()}
+        n = len(data["user_id"])
+        data["pinsage_model_version"] = [model_version] * n
+        data["computed_ds"] = [ds] * n
+        return pd.DataFrame(data)[_TASK_COLUMNS]
 
     return cluster
+
+
+def num_user_buckets(num_users: int, shuffle_partitions: int, users_per_bucket: int = USERS_PER_BUCKET) -> int:
+    """Buckets of users for the clustering: about ``users_per_bucket`` users each, at least one per shuffle
+    partition (so every task has work)."""
+    return max(shuffle_partitions, -(-num_users // users_per_bucket))
 
 
 # ---- counts ---------------------------------------------------------------------------------------------------

@@ -67,6 +67,7 @@ from embeddings.pinnersage.medoids import (
     timestamps_us,
     user_medoids,
 )
+from embeddings.pinnersage.retrieval import InterleavedScorer
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,12 @@ TUNING_METRIC = "recall@50"  # the issue's bar (held-out recall@50)
 NUM_QUERY_VECTORS = 3  # medoids (or centroids) a user retrieves with (PinnerSage, KDD'20, 4.1)
 DIVERSITY_K = 50
 REPRESENTATIVES = ("medoid", "centroid")
+# How a user's vectors are blended into one ranking: "max" / "sum" (MultiVectorScorer: best cosine, or the
+# importance-weighted sum of cosines) or one candidate list per vector, interleaved with shares
+# proportional to importance ("interleave", PinnerSage's retrieval in expectation) or equal ("round_robin");
+# see embeddings.pinnersage.retrieval.
+PINNERSAGE_BLENDS = (*BLENDS, "interleave", "round_robin")
+DEFAULT_BLEND = "interleave"
 
 _US_PER_DAY = 86_400_000_000
 
@@ -245,10 +252,21 @@ class UserVectors:
     weights: np.ndarray
     num_clusters: np.ndarray
 
-    def scorer(self, pin_vectors: np.ndarray, blend: str = "max") -> MultiVectorScorer:
-        """Cosine of every pin (``pin_vectors`` (N, d)) to the user's vectors, blended per pin."""
-        return MultiVectorScorer(pin_vectors, self.ptr, np.arange(len(self.vectors)), blend=blend,
-                                 weights=self.weights, query_vectors=self.vectors)
+    def scorer(self, pin_vectors: np.ndarray, blend: str = "max", *, seen: sp.csr_matrix | None = None,
+               depth: int = max(EVAL_KS)) -> MultiVectorScorer | InterleavedScorer:
+        """Every pin (``pin_vectors`` (N, d)) scored for each user by the user's vectors, blended.
+
+        ``"max"`` / ``"sum"``: per-pin blend of cosines (``MultiVectorScorer``). ``"interleave"`` /
+        ``"round_robin"``: the ``depth`` nearest pins of each vector (``seen`` (U, N), the history, left
+        out) merged with shares proportional to the weights / equal (``InterleavedScorer``).
+        """
+        if blend not in PINNERSAGE_BLENDS:
+            raise ValueError(f"blend must be one of {PINNERSAGE_BLENDS}, got {blend!r}")
+        if blend in BLENDS:
+            return MultiVectorScorer(pin_vectors, self.ptr, np.arange(len(self.vectors)), blend=blend,
+                                     weights=self.weights, query_vectors=self.vectors)
+        return InterleavedScorer(pin_vectors, self.ptr, self.vectors, self.weights, depth=depth, seen=seen,
+                                 weighting="importance" if blend == "interleave" else "uniform")
 
 
 def _assemble(num_users: int, dim: int, per_user: Mapping[int, tuple[np.ndarray, np.ndarray, int]]) -> UserVectors:
@@ -548,16 +566,18 @@ class PinnerSageEvaluator:
         self.diversity_k = diversity_k
         self.chunk_size = chunk_size
         self.slices = {name: data.slice(name) for name in SLICES}
+        self._clusters: dict[tuple, UserVectors] = {}  # (history, alpha, representative, k) -> vectors
         for name, s in self.slices.items():
             log.info("%s slice: %d users with targets, %d targets (%s)", name, len(s.users()),
                      s.targets.targets.nnz, s.protocol)
 
-    def evaluate(self, vectors: UserVectors, slice_name: str, blend: str = "max", *,
+    def evaluate(self, vectors: UserVectors, slice_name: str, blend: str = DEFAULT_BLEND, *,
                  diversity: bool = False) -> RankingMetrics:
         """Full ranking of the slice's targets by ``vectors`` (history masked); with ``diversity`` and
         ``item_topics``, adds ``topic_entropy@K`` per user."""
         s = self.slices[slice_name]
-        scorer = vectors.scorer(self.pin_vectors, blend)
+        scorer = vectors.scorer(self.pin_vectors, blend, seen=s.targets.history.matrix(),
+                                depth=max(*self.ks, self.diversity_k))
         result = evaluate_users(scorer, s.targets, s.protocol, ks=self.ks, chunk_size=self.chunk_size)
         if diversity and self.item_topics is not None:
             entropy = evaluate_diversity(scorer, s, self.item_topics, result.query_ids, k=self.diversity_k,
@@ -568,8 +588,8 @@ class PinnerSageEvaluator:
 
     def run(self, name: str, build: VectorBuilder, settings: Sequence[Hashable], blend: str = "max") -> MethodResult:
         """Tune ``settings`` on the validation slice, then score the test slice once with the choice."""
-        if blend not in BLENDS:
-            raise ValueError(f"blend must be one of {BLENDS}, got {blend!r}")
+        if blend not in PINNERSAGE_BLENDS:
+            raise ValueError(f"blend must be one of {PINNERSAGE_BLENDS}, got {blend!r}")
         started = time.perf_counter()
         settings = list(settings)
         built: dict[Hashable, UserVectors] = {}
@@ -594,15 +614,24 @@ class PinnerSageEvaluator:
                  self.tuning_metric, tuning.scores)
         return MethodResult(name, tuning.best, tuning.scores, results, clusters, seconds)
 
-    def pinnersage(self, name: str = "pinnersage", alphas: Sequence[float] = ALPHA_GRID, blend: str = "max",
+    def pinnersage(self, name: str = "pinnersage", alphas: Sequence[float] = ALPHA_GRID, blend: str = DEFAULT_BLEND,
                    representative: str = "medoid", num_vectors: int = NUM_QUERY_VECTORS) -> MethodResult:
-        """Top-``num_vectors`` medoids (or centroids) of Ward clusters, alpha chosen on validation."""
-        return self.run(name, lambda history, users, alpha: pinnersage_vectors(
-            history, self.pin_vectors, users, alpha=alpha, lam=self.lam, max_actions=self.max_actions,
-            num_vectors=num_vectors, representative=representative), alphas, blend)
+        """Top-``num_vectors`` medoids (or centroids) of Ward clusters, alpha chosen on validation.
+
+        The clusters of a (slice, alpha) are computed once and reused by every blend.
+        """
+        def build(history: UserHistory, users: np.ndarray, alpha: float) -> UserVectors:
+            key = (id(history), alpha, representative, num_vectors)
+            if key not in self._clusters:
+                self._clusters[key] = pinnersage_vectors(
+                    history, self.pin_vectors, users, alpha=alpha, lam=self.lam, max_actions=self.max_actions,
+                    num_vectors=num_vectors, representative=representative)
+            return self._clusters[key]
+
+        return self.run(name, build, alphas, blend)
 
     def centroid(self, name: str = "pinnersage_centroid", alphas: Sequence[float] = ALPHA_GRID,
-                 blend: str = "max") -> MethodResult:
+                 blend: str = DEFAULT_BLEND) -> MethodResult:
         """The ablation: PinnerSage's clusters represented by their mean vectors instead of medoids."""
         return self.pinnersage(name, alphas, blend, representative="centroid")
 
@@ -614,7 +643,7 @@ class PinnerSageEvaluator:
         return self.run(name, lambda history, users, _: decayed_average_vectors(
             history, self.pin_vectors, users, lam=self.lam, max_actions=self.max_actions), [f"lam={self.lam}"])
 
-    def kmeans(self, name: str = "kmeans", num_clusters: Sequence[int] = KMEANS_KS, blend: str = "max",
+    def kmeans(self, name: str = "kmeans", num_clusters: Sequence[int] = KMEANS_KS, blend: str = DEFAULT_BLEND,
                num_vectors: int = NUM_QUERY_VECTORS, seed: int = 0) -> MethodResult:
         """k-means with a fixed k (chosen on validation), top-``num_vectors`` centroids by importance."""
         return self.run(name, lambda history, users, k: kmeans_vectors(
@@ -626,3 +655,50 @@ def results_table(methods: Sequence[MethodResult], *, ci_samples: int = 0, seed:
     """``evaluation_table`` of every method and slice, with each method's chosen setting."""
     rows = [(m.name, slice_name, result, repr(m.setting)) for m in methods for slice_name, result in m.results.items()]
     return evaluation_table([r[:3] for r in rows], ci_samples=ci_samples, seed=seed, settings=[r[3] for r in rows])
+
+
+# ---- the comparison of the nightly evaluation and the benchmark ----------------------------------
+
+ABLATION_BLENDS: tuple[str, ...] = ("max", "sum", "round_robin")
+
+
+def compare_methods(evaluator: PinnerSageEvaluator, *, alphas: Sequence[float] = ALPHA_GRID,
+                    kmeans_ks: Sequence[int] = KMEANS_KS, ablation_blends: Sequence[str] = ABLATION_BLENDS,
+                    seed: int = 0) -> list[MethodResult]:
+    """Every method of the evaluation table, each tuned on validation and scored once on test.
+
+    ``pinnersage`` (top-3 medoids, ``DEFAULT_BLEND``) first; then the centroid ablation (same blend), the
+    medoids with each of ``ablation_blends`` (``pinnersage_<blend>``), the single-embedding baselines
+    (``last_pin``, ``decayed_average``) and k-means with a fixed k (same blend as ``pinnersage``).
+    """
+    methods = [evaluator.pinnersage(alphas=alphas), evaluator.centroid(alphas=alphas)]
+    methods += [evaluator.pinnersage(f"pinnersage_{blend}", alphas, blend) for blend in ablation_blends
+                if blend != DEFAULT_BLEND]
+    methods += [evaluator.last_pin(), evaluator.decayed_average(), evaluator.kmeans(num_clusters=kmeans_ks, seed=seed)]
+    return methods
+
+
+ABLATION_COLUMNS = ["method", "representation", "blend", "setting", "valid_tuning_metric", "test_users",
+                    "test_clusters_per_user_median"]
+_REPRESENTATION = {"last_pin": ("last pin", "-"), "decayed_average": ("time-decayed average", "-"),
+                   "kmeans": ("k-means centroids (top 3)", DEFAULT_BLEND),
+                   "pinnersage": ("Ward medoids (top 3)", DEFAULT_BLEND),
+                   "pinnersage_centroid": ("Ward centroids (top 3)", DEFAULT_BLEND)}
+
+
+def ablation_table(methods: Sequence[MethodResult], metrics: Sequence[str] = ("recall@10", "recall@50",
+                                                                               "recall@100")) -> pd.DataFrame:
+    """One row per method: what it is, its setting chosen on validation, the validation score of that
+    setting and the TEST means of ``metrics`` (plus ``topic_entropy@K`` when measured)."""
+    rows = []
+    for m in methods:
+        representation, blend = _REPRESENTATION.get(m.name, ("Ward medoids (top 3)", m.name.split("pinnersage_")[-1]))
+        test = m.results["test"]
+        row = {"method": m.name, "representation": representation, "blend": blend, "setting": repr(m.setting),
+               "valid_tuning_metric": dict(m.tuning)[m.setting], "test_users": test.num_queries,
+               "test_clusters_per_user_median": float(np.median(m.num_clusters["test"]))
+               if len(m.num_clusters["test"]) else float("nan")}
+        names = list(metrics) + [k for k in test.values if k.startswith("topic_entropy@")]
+        row.update({f"test_{k}": float(np.nanmean(test.metric(k))) for k in names})
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -38,6 +38,7 @@ def _env(tmp_path: Path, lake_uri: str) -> dict[str, str]:
         EMB_VALID_DAYS="3",
         EMB_TEST_DAYS="3",
         EMB_PINSAGE_TRAIN_ARGS="--num-epochs 2 --hidden-dim 32 --embedding-dim 32 --num-workers 0",
+        EMB_PINNERSAGE_EVAL_ARGS="--alphas 0.9 1.2 --kmeans-ks 2 --ci-samples 20",
         PYSPARK_PYTHON=sys.executable,
         SPARK_LOCAL_IP="127.0.0.1",
     )
@@ -101,6 +102,15 @@ def test_nightly_dag_runs_end_to_end(airflow_env):
     run = client.get_run(version.run_id)
     assert "eval/pinsage challenger v1/test/ndcg_at_10" in run.data.metrics
     assert any(m.startswith("eval/item_knn/test/") for m in run.data.metrics)
+    # PinnerSage's nightly evaluation: one run for the day, with its tables and the job's counts
+    pinnersage_runs = client.search_runs([client.get_experiment_by_name("pinnersage").experiment_id],
+                                         filter_string=f"tags.ds = '{DS}'")
+    assert len(pinnersage_runs) == 1
+    ps_run = pinnersage_runs[0]
+    assert ps_run.data.tags["airflow.dag_id"] == "nightly_embeddings"
+    assert ps_run.data.metrics["job/users"] > 0 and "spearman_clusters_vs_planted_interests" in ps_run.data.metrics
+    artifacts = {a.path for a in client.list_artifacts(ps_run.info.run_id, "evaluation")}
+    assert "evaluation/ablation.csv" in artifacts
 
 
 def test_bad_input_stops_the_run_before_any_stage(airflow_env, tmp_path):

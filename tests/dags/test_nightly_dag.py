@@ -74,6 +74,15 @@ def test_dag_parses_with_expected_tasks_and_edges(dag):
         assert "validate_inputs" in dag.get_task(stage.task_id).get_flat_relative_ids(upstream=True)
 
 
+def test_pinnersage_runs_after_inference_and_is_evaluated_after(dag):
+    assert dag.get_task("pinnersage").upstream_task_ids == {"infer_pinsage"}
+    evaluate = dag.get_task("evaluate_pinnersage")
+    assert evaluate.upstream_task_ids == {"pinnersage"}
+    assert evaluate.downstream_task_ids == set()
+    assert "-m jobs.evaluate_pinnersage" in evaluate.bash_command
+    assert "--valid-days 7 --test-days 7" in evaluate.bash_command  # the nightly split, as PinSage's
+
+
 def test_dag_settings(dag):
     assert dag.catchup is False
     assert dag.max_active_runs == 1

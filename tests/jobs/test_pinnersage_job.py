@@ -222,3 +222,12 @@ def test_lookup_finds_rows_of_sorted_ids():
     assert found.tolist() == [True, True, False, True] and rows.tolist() == [2, 0, 1]
     found, rows = lookup(np.array([5]), np.array([], dtype=np.int64))
     assert found.tolist() == [False] and rows.tolist() == []
+
+
+def test_users_are_clustered_in_buckets_of_about_500():
+    from jobs.pinnersage import USERS_PER_BUCKET, num_user_buckets
+
+    assert USERS_PER_BUCKET == 500
+    assert num_user_buckets(4, shuffle_partitions=3) == 3  # at least one bucket per shuffle partition
+    assert num_user_buckets(100_000, shuffle_partitions=16) == 200
+    assert num_user_buckets(100_001, shuffle_partitions=16) == 201

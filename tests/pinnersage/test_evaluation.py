@@ -8,7 +8,9 @@ from embeddings.pinnersage.evaluation import (
     EvaluationData,
     PinnerSageEvaluator,
     UserHistory,
+    ablation_table,
     clusters_vs_interests,
+    compare_methods,
     decayed_average_vectors,
     last_pin_vectors,
     pinnersage_vectors,
@@ -154,10 +156,26 @@ def _angles(degrees: list[float]) -> np.ndarray:
     return np.stack([np.cos(radians), np.sin(radians)], axis=1)
 
 
+def test_compare_methods_reports_every_method_and_blend_in_the_ablation_table(world):
+    methods = compare_methods(world, alphas=(1.0,), kmeans_ks=(3,))
+    names = [m.name for m in methods]
+    assert names == ["pinnersage", "pinnersage_centroid", "pinnersage_max", "pinnersage_sum",
+                     "pinnersage_round_robin", "last_pin", "decayed_average", "kmeans"]
+    table = ablation_table(methods, metrics=("recall@3",)).set_index("method")
+    assert table.loc["pinnersage", "blend"] == "interleave" and table.loc["pinnersage_max", "blend"] == "max"
+    assert table.loc["last_pin", "blend"] == "-" and table.loc["kmeans", "setting"] == "3"
+    # three orthogonal interests: one candidate list per medoid puts one target of each first
+    assert table.loc["pinnersage", "test_recall@3"] == pytest.approx(1.0)
+    assert table.loc["pinnersage", "test_topic_entropy@3"] == pytest.approx(np.log2(3))
+    assert table.loc["last_pin", "test_recall@3"] == pytest.approx(1 / 3)
+    assert table.loc["pinnersage", "test_clusters_per_user_median"] == 3.0
+    assert table.loc["pinnersage", "valid_tuning_metric"] == pytest.approx(dict(methods[0].tuning)[1.0])
+
+
 def test_alpha_is_chosen_on_validation_and_test_is_scored_once_with_it():
     vectors = _angles([0, 30, 60, -1, 34, 62])  # rows: H0, H30, H60, A, B, D
     evaluator = PinnerSageEvaluator(_alpha_world(), vectors, ks=(1,), tuning_metric="recall@1")
-    result = evaluator.pinnersage(alphas=(0.3, 1.5))
+    result = evaluator.pinnersage(alphas=(0.3, 1.5), blend="max")
     assert result.tuning == [(0.3, 1.0), (1.5, 0.0)]
     assert result.setting == 0.3
     assert result.results["valid"].mean()["recall@1"] == 1.0
@@ -165,7 +183,7 @@ def test_alpha_is_chosen_on_validation_and_test_is_scored_once_with_it():
     # the test slice alone would have chosen 1.5: the choice did not look at it
     test = evaluator.slices["test"]
     on_test = {alpha: evaluator.evaluate(pinnersage_vectors(test.history, vectors, test.users(), alpha=alpha),
-                                         "test").mean()["recall@1"] for alpha in (0.3, 1.5)}
+                                         "test", "max").mean()["recall@1"] for alpha in (0.3, 1.5)}
     assert on_test == {0.3: 0.0, 1.5: 1.0}
 
 
