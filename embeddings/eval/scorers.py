@@ -18,7 +18,7 @@ Every scorer exposes ``num_items``; scores are float32 or float64 and never NaN.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import scipy.sparse as sp
@@ -48,6 +48,21 @@ def unit_rows(vectors: np.ndarray, what: str) -> np.ndarray:
         raise ValueError(f"{what} has {len(bad)} rows with NaN or Inf values (first row {bad[0]})")
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.where(norms > 0, norms, 1.0)
+
+
+def vector_chunks(counts: np.ndarray, num_items: int) -> Iterator[tuple[int, int]]:
+    """``(start, stop)`` runs of consecutive queries whose vectors (``counts[q]`` each) are scored together,
+    so that a chunk's (vectors, num_items) similarity matrix stays within ``SCORE_BUDGET`` (a query with
+    more vectors than that is a chunk of its own)."""
+    max_vectors = max(1, SCORE_BUDGET // max(num_items, 1))
+    start = 0
+    while start < len(counts):
+        stop, total = start + 1, counts[start]
+        while stop < len(counts) and total + counts[stop] <= max_vectors:
+            total += counts[stop]
+            stop += 1
+        yield start, stop
+        start = stop
 
 
 class EmbeddingScorer:
@@ -123,17 +138,8 @@ class MultiVectorScorer:
         rows = np.asarray(rows, dtype=np.int64)
         out = np.full((len(rows), self.num_items), -np.inf, dtype=np.float32)
         counts = self.ptr[rows + 1] - self.ptr[rows]
-        # Score the vectors of a few queries at a time: (vectors, N) similarities stay within the budget.
-        max_vectors = max(1, SCORE_BUDGET // max(self.num_items, 1))
-        start = 0
-        while start < len(rows):
-            stop = start + 1
-            total = counts[start]
-            while stop < len(rows) and total + counts[stop] <= max_vectors:
-                total += counts[stop]
-                stop += 1
+        for start, stop in vector_chunks(counts, self.num_items):
             self._score_into(out[start:stop], rows[start:stop], counts[start:stop])
-            start = stop
         return out
 
     def _score_into(self, out: np.ndarray, rows: np.ndarray, counts: np.ndarray) -> None:

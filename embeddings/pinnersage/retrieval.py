@@ -21,8 +21,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from embeddings.eval.metrics import SCORE_BUDGET
-from embeddings.eval.scorers import unit_rows
+from embeddings.eval.scorers import unit_rows, vector_chunks
 
 WEIGHTINGS = ("importance", "uniform")
 
@@ -112,16 +111,8 @@ class InterleavedScorer:
         rows = np.asarray(rows, dtype=np.int64)
         out = np.full((len(rows), self.num_items), -np.inf, dtype=np.float32)
         counts = self.ptr[rows + 1] - self.ptr[rows]
-        # The vectors of a few users at a time: (vectors, N) similarities stay within the budget.
-        max_vectors = max(1, SCORE_BUDGET // max(self.num_items, 1))
-        start = 0
-        while start < len(rows):
-            stop, total = start + 1, counts[start]
-            while stop < len(rows) and total + counts[stop] <= max_vectors:
-                total += counts[stop]
-                stop += 1
+        for start, stop in vector_chunks(counts, self.num_items):
             self._score_into(out[start:stop], rows[start:stop], counts[start:stop])
-            start = stop
         return out
 
     def _score_into(self, out: np.ndarray, rows: np.ndarray, counts: np.ndarray) -> None:

@@ -124,3 +124,14 @@ def test_reindexed_scorer_maps_rows():
     scorer = ReindexedScorer(EmbeddingScorer(ITEMS), np.array([2, 2, 0]))
     np.testing.assert_allclose(scorer(np.array([2, 0])), EmbeddingScorer(ITEMS)(np.array([0, 2])), rtol=1e-6)
     assert scorer.num_items == 3
+
+
+def test_vector_chunks_cover_every_query_once_within_the_budget():
+    from embeddings.eval.metrics import SCORE_BUDGET
+    from embeddings.eval.scorers import vector_chunks
+
+    num_items = SCORE_BUDGET // 10  # at most 10 vectors per chunk
+    counts = np.array([3, 4, 3, 12, 0, 5, 6])
+    chunks = list(vector_chunks(counts, num_items))
+    assert chunks == [(0, 3), (3, 4), (4, 6), (6, 7)]  # 10, the oversized 12 alone, 0 + 5, 6
+    assert list(vector_chunks(np.zeros(0, dtype=np.int64), num_items)) == []
