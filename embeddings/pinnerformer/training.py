@@ -56,6 +56,7 @@ from embeddings.pinsage.training import load_checkpoint, resolve_device, save_ch
 
 log = logging.getLogger(__name__)
 
+CHECKPOINT_FORMAT = "pinnerformer-checkpoint/1"
 VALID_MODES = ("next", "window")
 _RUNTIME_OPTIONS = frozenset({"num_epochs", "log_every_s", "max_steps", "checkpoint_every_steps", "eval_batch_size"})
 
@@ -409,7 +410,7 @@ def train(
     checkpoint = Path(checkpoint_path) if checkpoint_path is not None else None
     fingerprint = _fingerprint(model, options, data_fingerprint(seqs))
     if checkpoint is not None and resume and checkpoint.exists():
-        ckpt = load_checkpoint(checkpoint, fingerprint)
+        ckpt = load_checkpoint(checkpoint, fingerprint, checkpoint_format=CHECKPOINT_FORMAT)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         state, best_state = TrainingState(**ckpt["state"]), ckpt["best_state"]
@@ -428,7 +429,8 @@ def train(
 
     def checkpoint_now() -> None:
         if checkpoint is not None:
-            save_checkpoint(checkpoint, model, optimizer, state, best_state, fingerprint)
+            save_checkpoint(checkpoint, model, optimizer, state, best_state, fingerprint,
+                            checkpoint_format=CHECKPOINT_FORMAT)
 
     while not state.finished and state.epoch <= options.num_epochs:
         order = np.random.default_rng([options.seed, state.epoch]).permutation(seqs.num_users)

@@ -375,13 +375,17 @@ def _fingerprint(model: PinSage, options: TrainingOptions, data: str) -> dict[st
     return {"model": model.config.to_dict(), "options": opts, "data": data}
 
 
-def save_checkpoint(path: Path, model: PinSage, optimizer: torch.optim.Optimizer, state: TrainingState,
-                    best_state: dict[str, Tensor] | None, fingerprint: dict[str, Any]) -> None:
-    """Write the checkpoint atomically (a crash mid-write leaves the previous one)."""
+def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: Any,
+                    best_state: dict[str, Tensor] | None, fingerprint: dict[str, Any], *,
+                    checkpoint_format: str = CHECKPOINT_FORMAT) -> None:
+    """Write the checkpoint atomically (a crash mid-write leaves the previous one).
+
+    ``state`` is the trainer's dataclass of counters; ``checkpoint_format`` names the trainer (PinSage's by
+    default; PinnerFormer's trainer passes its own), so one trainer never resumes from another's file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     torch.save({
-        "format": CHECKPOINT_FORMAT,
+        "format": checkpoint_format,
         "fingerprint": fingerprint,
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -391,7 +395,8 @@ def save_checkpoint(path: Path, model: PinSage, optimizer: torch.optim.Optimizer
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any]:
+def load_checkpoint(path: Path, fingerprint: dict[str, Any], *,
+                    checkpoint_format: str = CHECKPOINT_FORMAT) -> dict[str, Any]:
     """Read a checkpoint and check it was written for the same model, options and data.
 
     Raises:
@@ -401,8 +406,8 @@ def load_checkpoint(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any]:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure to read means we cannot resume from it
         raise ValueError(f"checkpoint {path} is unreadable ({exc}); delete it to train from scratch") from exc
-    if ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"checkpoint {path} has format {ckpt.get('format')!r}, expected {CHECKPOINT_FORMAT!r}")
+    if ckpt.get("format") != checkpoint_format:
+        raise ValueError(f"checkpoint {path} has format {ckpt.get('format')!r}, expected {checkpoint_format!r}")
     if ckpt["fingerprint"] != fingerprint:
         diff = sorted(k for k in fingerprint if ckpt["fingerprint"].get(k) != fingerprint[k])
         raise ValueError(

@@ -108,7 +108,7 @@ def test_a_nan_loss_stops_the_run_naming_step_and_batch_and_keeps_a_checkpoint(s
         train(_model(), sequences["all"], OPTIONS, checkpoint_path=path)
     model = _model()
     fingerprint = training._fingerprint(model, OPTIONS, training.data_fingerprint(sequences["all"]))
-    state = load_checkpoint(path, fingerprint)["state"]
+    state = load_checkpoint(path, fingerprint, checkpoint_format=training.CHECKPOINT_FORMAT)["state"]
     assert (state["step"], state["next_batch"]) == (2, 2)  # the weights before the failing step
 
 
@@ -165,3 +165,11 @@ def test_trains_on_cuda_under_bf16_autocast(sequences):
     assert all(math.isfinite(h["train_loss"]) for h in out.history)
     result = evaluate_future(out.model, sequences["cut"], mode="next", device="cuda")
     assert result.num_queries == sequences["cut"].num_users
+
+
+def test_a_pinnerformer_checkpoint_is_not_taken_for_a_pinsage_one(sequences, tmp_path):
+    path = tmp_path / "ckpt.pt"
+    train(_model(), sequences["all"], dataclasses.replace(OPTIONS, num_epochs=1), checkpoint_path=path)
+    fingerprint = training._fingerprint(_model(), OPTIONS, training.data_fingerprint(sequences["all"]))
+    with pytest.raises(ValueError, match="has format 'pinnerformer-checkpoint/1', expected 'pinsage-checkpoint/1'"):
+        load_checkpoint(path, fingerprint)
