@@ -434,7 +434,9 @@ def _cluster_function(source: str, via_spark_files: bool, config: PinnerSageConf
         users_all = users_all[order]
         pins_all = frame["pin_id"].to_numpy(np.int64)[order]
         ts_all = frame["ts_us"].to_numpy(np.int64)[order]
-        found_all, _ = lookup(pins_all, table_ids)
+        found_all, found_rows = lookup(pins_all, table_ids)
+        rows_all = np.full(len(pins_all), -1, dtype=np.int64)  # each action's embedding row (-1: none)
+        rows_all[found_all] = found_rows
         starts = np.flatnonzero(np.r_[True, users_all[1:] != users_all[:-1]])
         ends = np.r_[starts[1:], len(users_all)]
         columns: dict[str, list] = {c: [] for c in _TASK_COLUMNS if c not in ("pinsage_model_version", "computed_ds")}
@@ -448,7 +450,7 @@ def _cluster_function(source: str, via_spark_files: bool, config: PinnerSageConf
                                     ("num_actions", 0), ("capped", False), ("missing_actions", missing)):
                     columns[name].append(np.array([value]))
                 continue
-            _, rows = lookup(pins[found], table_ids)
+            rows = rows_all[lo:hi][found]
             out = user_medoids(pins[found], ts[found], np.asarray(vectors[rows]), ds, alpha=alpha, lam=lam,
                                max_actions=max_actions, top_k=top_k)
             k = len(out.rank)
