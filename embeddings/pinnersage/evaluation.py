@@ -40,7 +40,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from scipy.spatial.distance import pdist
 from scipy.stats import spearmanr
 
 from embeddings.data.engagement import TEST, VALID
@@ -58,7 +57,7 @@ from embeddings.eval.protocols import (
     user_targets,
 )
 from embeddings.eval.scorers import BLENDS, MultiVectorScorer, unit_rows
-from embeddings.pinnersage.clustering import normalize_rows, ward_labels_from_distances
+from embeddings.pinnersage.clustering import normalize_rows
 from embeddings.pinnersage.medoids import (
     DEFAULT_DECAY_PER_DAY,
     DEFAULT_MAX_ACTIONS,
@@ -344,27 +343,9 @@ def pinnersage_vectors(
             continue
         out = user_medoids(items, ts_us, pin_vectors[items], reference_day(ts_us), alpha=alpha, lam=lam,
                            max_actions=max_actions, top_k=num_vectors)
-        if representative == "medoid":
-            vectors = pin_vectors[out.medoid_pin_id]
-        else:
-            vectors = _cluster_centroids(items, ts_us, pin_vectors, out.medoid_pin_id, alpha, max_actions,
-                                         out.num_clusters)
+        vectors = pin_vectors[out.medoid_pin_id] if representative == "medoid" else out.centroid
         per_user[int(u)] = (vectors, out.importance, out.num_clusters)
     return _assemble(history.num_users, pin_vectors.shape[1], per_user)
-
-
-def _cluster_centroids(items: np.ndarray, ts_us: np.ndarray, pin_vectors: np.ndarray, medoid_rows: np.ndarray,
-                       alpha: float, max_actions: int, num_clusters: int) -> np.ndarray:
-    """(k, d) mean unit vector of the cluster of each medoid, clustering as ``user_medoids`` does."""
-    items, _ = _recent_actions(items, ts_us, max_actions)
-    _, first = np.unique(items, return_index=True)
-    distinct = items[np.sort(first)]  # distinct pins in canonical order, as user_medoids clusters them
-    x = normalize_rows(pin_vectors[distinct], distinct)
-    distances = pdist(x, "euclidean") if len(distinct) > 1 else np.zeros(0)
-    labels = ward_labels_from_distances(distances, len(distinct), alpha)
-    assert int(labels.max()) + 1 == num_clusters, "centroid clustering differs from user_medoids'"
-    position = {int(p): i for i, p in enumerate(distinct)}
-    return np.stack([x[labels == labels[position[int(m)]]].mean(axis=0) for m in medoid_rows])
 
 
 def last_pin_vectors(history: UserHistory, pin_vectors: np.ndarray, users: np.ndarray) -> UserVectors:

@@ -39,7 +39,8 @@ class UserMedoids:
 
     ``rank`` is 1-based; ``cluster_size`` counts distinct pins and ``num_cluster_actions`` their actions
     (a pin engaged three times counts 3 there and in ``importance``). ``num_clusters`` is the count before
-    the top-k cut. ``num_actions_dropped`` actions (the oldest) were left out by the ``max_actions`` cap.
+    the top-k cut. ``num_actions_dropped`` actions (the oldest) were left out by the ``max_actions`` cap. ``centroid`` is
+    the cluster's mean unit vector (the evaluation's centroid-instead-of-medoid ablation).
     """
 
     rank: np.ndarray  # (K,) int32
@@ -50,6 +51,7 @@ class UserMedoids:
     num_clusters: int
     num_actions: int  # actions given
     num_actions_dropped: int  # by the cap
+    centroid: np.ndarray  # (K, d) float32 mean of the unit vectors of each cluster's distinct pins
 
     @property
     def capped(self) -> bool:
@@ -175,9 +177,11 @@ def user_medoids(
     top = np.lexsort((np.arange(num_clusters), -importance))[:top_k]
     squared = squareform(distances) ** 2 if n > 1 else np.zeros((1, 1))
     medoids = np.empty(len(top), np.int64)
+    centroids = np.empty((len(top), x.shape[1]), np.float32)
     for i, c in enumerate(top):
         members = np.flatnonzero(pin_label == c)  # canonical order: ties go to the most recent pin
         medoids[i] = distinct_pins[members[medoid_index(squared[np.ix_(members, members)])]]
+        centroids[i] = x[members].mean(axis=0)
     return UserMedoids(
         rank=np.arange(1, len(top) + 1, dtype=np.int32),
         medoid_pin_id=medoids,
@@ -187,4 +191,5 @@ def user_medoids(
         num_clusters=num_clusters,
         num_actions=num_actions,
         num_actions_dropped=num_actions - len(order),
+        centroid=centroids,
     )
