@@ -320,6 +320,71 @@ USER_MEDOIDS = TableSpec(
     doc="PinnerSage: the top-k medoids of the Ward clusters of each user's engaged pins (jobs.pinnersage).",
 )
 
+# ---- user sequences (embeddings.pinnerformer, jobs.build_sequences) -------------------------------
+# One row per user: the time-ordered timeline of the lookback window, list columns of equal length, ordered
+# by (ts, action, pin_id). Actions before cutoff_ts are the input (the latest max_length of them), the rest
+# (up to the end of ds) the future part: training labels / evaluation targets (docs/DATA.md).
+USER_SEQUENCES = TableSpec(
+    name="user_sequences",
+    schema=pa.schema(
+        [
+            pa.field("user_id", pa.int64(), nullable=False),
+            # "train" / "valid" / "test": embeddings.pinnerformer.lake.user_split (a stable hash of user_id).
+            pa.field("split", pa.string(), nullable=False),
+            # The end of ds minus label_days: ts < cutoff_ts is input, later is future.
+            pa.field("cutoff_ts", UTC_TS, nullable=False),
+            pa.field("pin_id", pa.list_(pa.int64()), nullable=False),
+            pa.field("action", pa.list_(pa.string()), nullable=False),
+            pa.field("surface", pa.list_(pa.string()), nullable=False),  # items null when unknown
+            pa.field("duration_ms", pa.list_(pa.int32()), nullable=False),  # items null when unknown
+            pa.field("ts", pa.list_(UTC_TS), nullable=False),
+            pa.field("num_actions", pa.int32(), nullable=False),  # in the lookback window, before any cap
+            pa.field("num_input_dropped", pa.int32(), nullable=False),  # input older than the latest max_length
+            pa.field("num_future_dropped", pa.int32(), nullable=False),  # future older than the latest max_future
+        ]
+    ),
+    partitioned_by_ds=True,
+    key=("user_id",),
+    doc="PinnerFormer: each user's time-ordered actions of the lookback window ending at ds (jobs.build_sequences).",
+)
+
+# ---- PinnerFormer embeddings (jobs.infer_pinnerformer) ----------------------------------------------
+# Both tables of one ds come from one PinnerFormer version and one PinSage version: inference refuses to mix
+# a model with pin_embeddings of another PinSage version (docs/DATA.md).
+PINNERFORMER_USER_EMBEDDINGS = TableSpec(
+    name="pinnerformer_user_embeddings",
+    schema=pa.schema(
+        [
+            pa.field("user_id", pa.int64(), nullable=False),
+            # The user tower's output at the latest of the user's latest max_length actions: unit norm, finite.
+            pa.field("embedding", pa.list_(pa.float32()), nullable=False),
+            pa.field("model_version", pa.string(), nullable=False),  # pinnerformer/<N>
+            pa.field("pinsage_model_version", pa.string(), nullable=False),  # pinsage/<N> of its pin inputs
+            # The ds whose run computed the row (earlier than ds for rows carried over incrementally).
+            pa.field("computed_ds", pa.date32(), nullable=False),
+        ]
+    ),
+    partitioned_by_ds=True,
+    key=("user_id",),
+    doc="PinnerFormer: one embedding per user active in the lookback window ending at ds (jobs.infer_pinnerformer).",
+)
+
+PINNERFORMER_PIN_EMBEDDINGS = TableSpec(
+    name="pinnerformer_pin_embeddings",
+    schema=pa.schema(
+        [
+            pa.field("pin_id", pa.int64(), nullable=False),
+            # The pin tower's output over the pin's PinSage embedding: unit norm, finite.
+            pa.field("embedding", pa.list_(pa.float32()), nullable=False),
+            pa.field("model_version", pa.string(), nullable=False),  # pinnerformer/<N>
+            pa.field("pinsage_model_version", pa.string(), nullable=False),
+        ]
+    ),
+    partitioned_by_ds=True,
+    key=("pin_id",),
+    doc="PinnerFormer pin tower: one embedding per pin of pin_embeddings at ds (jobs.infer_pinnerformer).",
+)
+
 # ---- the catalogue ---------------------------------------------------------------------------------
 RAW_TABLES: dict[str, TableSpec] = {t.name: t for t in (EVENTS, PINS, BOARDS)}
 TABLES: dict[str, TableSpec] = {
@@ -335,6 +400,8 @@ TABLES: dict[str, TableSpec] = {
         PIN_EMBEDDINGS,
         # user embeddings:
         USER_MEDOIDS,
+        USER_SEQUENCES,
+        PINNERFORMER_USER_EMBEDDINGS, PINNERFORMER_PIN_EMBEDDINGS,
     ]
 }
 
