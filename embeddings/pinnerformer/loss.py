@@ -154,28 +154,35 @@ def sampled_softmax_loss(
     negative_embeddings: Tensor | None = None,
     target_log_q: Tensor | None = None,
     negative_log_q: Tensor | float | None = None,
+    target_columns: Tensor | None = None,
+    reduction: str = "mean",
 ) -> Tensor:
     """Sampled softmax over in-batch and/or uniform negatives, own positives masked, logQ corrected.
 
-    Candidates are the N targets (column n = query n's target) followed by the S uniform negatives.
-    With ``in_batch`` False only each query's own target column of the first block takes part.
+    Candidates are the T targets (column n = query n's target; T = N in one process) followed by the S
+    uniform negatives. With ``in_batch`` False only each query's own target column of the first block
+    takes part. Across processes (``distributed.gather_candidates``) the first block holds the targets
+    of the global batch, ``query_user`` global rows and ``target_columns`` where this process's own
+    targets lie in it.
 
     Args:
         queries: (N, E) unit-norm user embeddings at the query positions.
         query_user: (N,) int64 batch row of each query's user.
-        targets: (N,) int64 target pin rows; ``target_embeddings`` (N, E) their pin-tower embeddings.
+        targets: (T,) int64 target pin rows; ``target_embeddings`` (T, E) their pin-tower embeddings.
         temperature: scalar (> 0).
         num_pins: P (the key space of ``own_keys``).
         own_keys: (K,) sorted int64 keys ``b * P + pin`` of each batch user's positives (``own_positive_keys``).
         in_batch: use the other queries' targets as negatives.
         negatives: (S,) int64 uniform negative pin rows, ``negative_embeddings`` (S, E); None = none.
-        target_log_q: (N,) logQ of the targets as in-batch candidates (None: no correction).
+        target_log_q: (T,) logQ of the targets as in-batch candidates (None: no correction).
         negative_log_q: scalar or (S,) logQ of the uniform negatives (None: no correction).
+        target_columns: (N,) int64 column of each query's own target among the T (default ``0..N-1``).
+        reduction: ``mean`` or ``sum`` of the queries' cross-entropies.
 
     Returns:
-        Scalar mean cross-entropy of each query's target.
+        Scalar mean (or sum) cross-entropy of each query's target.
     """
-    n = len(queries)
+    n, m = len(queries), len(targets)
     device = queries.device
     cand_pins, cand_emb = targets, target_embeddings
     if negatives is not None and len(negatives):
@@ -183,13 +190,13 @@ def sampled_softmax_loss(
         cand_emb = torch.cat([target_embeddings, negative_embeddings])
     elif not in_batch:
         raise ValueError("sampled_softmax_loss needs in-batch negatives or uniform negatives (got neither)")
-    logits = queries.float() @ cand_emb.float().T / temperature  # (N, C)
+    logits = (queries.float() / temperature) @ cand_emb.float().T  # (N, C); dividing the (N, E) side is far cheaper
     if target_log_q is not None or negative_log_q is not None:
         log_q = torch.zeros(len(cand_pins), device=device)
         if target_log_q is not None:
-            log_q[:n] = target_log_q
-        if negative_log_q is not None and len(cand_pins) > n:
-            log_q[n:] = negative_log_q
+            log_q[:m] = target_log_q
+        if negative_log_q is not None and len(cand_pins) > m:
+            log_q[m:] = negative_log_q
         logits = logits - log_q.unsqueeze(0)
     # Masks are computed per batch user (B, C) and then spread to that user's queries.
     num_users = int(query_user.max()) + 1 if n else 0
@@ -197,18 +204,21 @@ def sampled_softmax_loss(
     own = torch.isin(keys, own_keys)[query_user]  # (N, C) candidate is one of the user's positives
     allowed = ~own
     if not in_batch:
-        allowed[:, :n] = False
-    diagonal = torch.arange(n, device=device)
-    allowed[diagonal, diagonal] = True
+        allowed[:, :m] = False
+    rows = torch.arange(n, device=device)
+    columns = rows if target_columns is None else target_columns.to(device)
+    allowed[rows, columns] = True
     logits = logits.masked_fill(~allowed, float("-inf"))
-    return F.cross_entropy(logits, diagonal)
+    return F.cross_entropy(logits, columns, reduction=reduction)
 
 
-def full_softmax_loss(queries: Tensor, targets: Tensor, pin_embeddings: Tensor, temperature: Tensor | float) -> Tensor:
+def full_softmax_loss(queries: Tensor, targets: Tensor, pin_embeddings: Tensor, temperature: Tensor | float, *,
+                      reduction: str = "mean") -> Tensor:
     """Cross-entropy of each query's target among all pins.
 
     Args:
         queries: (N, E); targets: (N,) pin rows; pin_embeddings: (P, E) every pin's embedding.
+        reduction: ``mean`` or ``sum`` over the queries.
     """
-    logits = queries.float() @ pin_embeddings.float().T / temperature
-    return F.cross_entropy(logits, targets)
+    logits = (queries.float() / temperature) @ pin_embeddings.float().T  # divide the (N, E) side, not (N, P)
+    return F.cross_entropy(logits, targets, reduction=reduction)

@@ -1,4 +1,4 @@
-"""Training PinnerFormer on user sequences (paper Sec. 3.3-3.4), single process.
+"""Training PinnerFormer on user sequences (paper Sec. 3.3-3.4), in one process or under torchrun.
 
 Each step takes ``batch_size`` users, builds their right-padded tokens, samples the objective's
 queries (``loss.sample_queries``) and the uniform negatives, and minimizes the sampled softmax (or the
@@ -17,8 +17,18 @@ epoch and batch, and the batch's users; the checkpoint written just before (the 
 step) is kept. Checkpoints and the device choice reuse PinSage's helpers
 (``embeddings.pinsage.training``).
 
-Not built here: training across processes. Under DistributedDataParallel the in-batch negatives
-should be gathered from every process (the issue asks for it); this loop is single-process.
+Across processes (a process group of W > 1 processes initialized, e.g. by
+``distributed.init_process_group`` under torchrun): the model is wrapped in DistributedDataParallel and
+``batch_size`` is per process. Step s of epoch e takes the global batch a single process with
+``batch_size * W`` would take (the same seeded permutation), split into W contiguous slices
+(``distributed.shard_users``). Every process samples the queries of the whole global batch with the
+single-process generator and keeps its own users' ones, draws the same uniform negatives, and sees the
+targets of every process as in-batch negatives (``distributed.gather_candidates``); its loss is its
+queries' summed cross-entropy times ``W / N`` (N = the global batch's queries), so the gradient DDP
+averages is the gradient of the single-process mean loss. Hence, with dropout 0, W processes of batch B
+follow one process of batch W * B up to float summation order (tested with 2 CPU processes; under bf16
+autocast on CUDA only approximately). Dropout masks are drawn per process. Rank 0 alone logs, validates
+(and tells the others the outcome) and writes checkpoints; every process returns the same weights.
 """
 
 from __future__ import annotations
@@ -41,6 +51,7 @@ from torch import Tensor
 from embeddings.eval.metrics import RankingMetrics, evaluate_ranking
 from embeddings.eval.scorers import EmbeddingScorer
 from embeddings.pinnerformer.data import UserSequences, collate_tokens
+from embeddings.pinnerformer.distributed import gather_candidates, shard_users, world
 from embeddings.pinnerformer.loss import (
     NEGATIVES,
     OBJECTIVES,
@@ -147,6 +158,7 @@ class Batch:
         negatives: (S,) uniform negative pin rows (empty for ``in_batch`` and ``full``).
         target_log_q: (N,) in-batch logQ of the targets (zeros without the correction).
         negative_log_q: logQ of a uniform negative (0 without the correction).
+        num_global_queries: across processes, the queries of the global batch (None in one process).
     """
 
     users: np.ndarray
@@ -158,6 +170,7 @@ class Batch:
     negatives: Tensor
     target_log_q: Tensor
     negative_log_q: float
+    num_global_queries: int | None = None
 
     @property
     def num_queries(self) -> int:
@@ -167,6 +180,12 @@ class Batch:
 def make_batch(seqs: UserSequences, users: np.ndarray, options: TrainingOptions, rng: np.random.Generator,
                positive_counts: np.ndarray, negative_pool: np.ndarray) -> Batch:
     """The batch of ``users`` (a pure function of the arguments and ``rng``'s state)."""
+    return _make_batch(seqs, users, options, rng, positive_counts, negative_pool, collate=True)
+
+
+def _make_batch(seqs: UserSequences, users: np.ndarray, options: TrainingOptions, rng: np.random.Generator,
+                positive_counts: np.ndarray, negative_pool: np.ndarray, *, collate: bool) -> Batch:
+    """``make_batch``; without ``collate`` the tokens are left out (None)."""
     queries: Queries = sample_queries(seqs, users, options.objective, rng, num_positions=options.num_positions,
                                       max_targets=options.max_targets)
     num_negatives = options.num_random_negatives if options.negatives in ("mixed", "random") else 0
@@ -179,7 +198,7 @@ def make_batch(seqs: UserSequences, users: np.ndarray, options: TrainingOptions,
     t = torch.from_numpy
     return Batch(
         users=users,
-        tokens=collate_tokens(seqs, users),
+        tokens=collate_tokens(seqs, users) if collate else None,
         query_user=t(queries.user),
         query_position=t(queries.position),
         target=t(queries.target),
@@ -187,6 +206,40 @@ def make_batch(seqs: UserSequences, users: np.ndarray, options: TrainingOptions,
         negatives=t(negatives.astype(np.int64)),
         target_log_q=t(target_log_q),
         negative_log_q=math.log(num_negatives / len(negative_pool)) if correct and num_negatives else 0.0,
+    )
+
+
+def make_shard_batch(seqs: UserSequences, global_users: np.ndarray, rank: int, world_size: int,
+                     options: TrainingOptions, rng: np.random.Generator, positive_counts: np.ndarray,
+                     negative_pool: np.ndarray) -> Batch:
+    """Process ``rank``'s part of the global batch ``global_users`` (sorted rows of ``seqs``).
+
+    The queries, negatives and logQ are drawn for the whole global batch exactly as ``make_batch``
+    draws them in one process (same ``rng``), then this process keeps the queries of its users
+    (``distributed.shard_users``); the negatives are the same on every process. A process whose slice
+    is empty (a last batch with fewer users than processes) gets the first user's tokens and no query,
+    so that it still takes part in the collectives of the step.
+    """
+    whole = _make_batch(seqs, global_users, options, rng, positive_counts, negative_pool, collate=False)
+    bounds = np.cumsum([0] + [len(part) for part in np.array_split(global_users, world_size)])
+    lo, hi = int(bounds[rank]), int(bounds[rank + 1])
+    users = shard_users(global_users, rank, world_size)
+    keep = ((whole.query_user >= lo) & (whole.query_user < hi)).nonzero().squeeze(1)
+    keys = whole.own_keys
+    own = (keys >= lo * seqs.num_pins) & (keys < hi * seqs.num_pins)
+    if len(users) == 0:
+        users = global_users[:1]
+    return Batch(
+        users=users,
+        tokens=collate_tokens(seqs, users),
+        query_user=whole.query_user[keep] - lo,
+        query_position=whole.query_position[keep],
+        target=whole.target[keep],
+        own_keys=keys[own] - lo * seqs.num_pins,
+        negatives=whole.negatives,
+        target_log_q=whole.target_log_q[keep],  # log(N * freq) with N the global batch's queries
+        negative_log_q=whole.negative_log_q,
+        num_global_queries=whole.num_queries,
     )
 
 
@@ -217,6 +270,59 @@ def batch_loss(model: PinnerFormer, batch: Batch, options: TrainingOptions, devi
         target_log_q=d(batch.target_log_q) if options.log_q_correction else None,
         negative_log_q=batch.negative_log_q if options.log_q_correction else None,
     )
+
+
+def shard_batch_loss(model: PinnerFormer | torch.nn.parallel.DistributedDataParallel, batch: Batch,
+                     options: TrainingOptions, device: torch.device, world_size: int) -> Tensor:
+    """This process's share of the global batch's loss (a collective in the in-batch modes).
+
+    ``world_size / N`` times the summed cross-entropy of this process's queries (N = the global batch's
+    queries, ``batch.num_global_queries``): the mean over processes, which DistributedDataParallel's
+    gradient averaging takes, is the single-process mean loss of the global batch. The in-batch
+    candidates are every process's targets (``distributed.gather_candidates``); ``random`` and ``full``
+    use none, so they gather nothing.
+
+    Args:
+        model: the model, or it wrapped in DistributedDataParallel (the user tower then runs through it).
+        batch: ``make_shard_batch``'s.
+        world_size: W.
+    """
+    core = model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+    if batch.num_global_queries is None:
+        raise ValueError("shard_batch_loss needs a batch of make_shard_batch (num_global_queries is None)")
+    d = lambda x: x.to(device, non_blocking=True)  # noqa: E731
+    with _autocast(device):
+        out = model(batch.tokens.to(device))  # (B, L, E)
+        queries = out[d(batch.query_user), d(batch.query_position)]  # (N_local, E)
+        if options.negatives == "full":
+            pins = core.embed_pins(torch.arange(core.num_pins, device=device))
+        else:
+            candidates = torch.cat([batch.target, batch.negatives])
+            unique, inverse = torch.unique(d(candidates), return_inverse=True)
+            pins = core.embed_pins(unique)[inverse]
+    temperature = core.temperature
+    scale = world_size / max(batch.num_global_queries, 1)
+    if options.negatives == "full":
+        return full_softmax_loss(queries, d(batch.target), pins, temperature, reduction="sum") * scale
+    n = batch.num_queries
+    query_user, targets, target_emb = d(batch.query_user), d(batch.target), pins[:n]
+    target_log_q, own_keys, columns = d(batch.target_log_q), d(batch.own_keys), None
+    in_batch = options.negatives != "random"
+    if in_batch:
+        gathered = gather_candidates(target_emb, targets, target_log_q, own_keys, num_users=len(batch.users),
+                                     num_pins=core.num_pins)
+        query_user = query_user + gathered.user_offset
+        targets, target_emb, target_log_q = gathered.pins, gathered.embeddings, gathered.log_q
+        own_keys = gathered.own_keys
+        columns = gathered.column_offset + torch.arange(n, device=device)
+    return sampled_softmax_loss(
+        queries, query_user, targets, target_emb, temperature,
+        num_pins=core.num_pins, own_keys=own_keys, in_batch=in_batch,
+        negatives=d(batch.negatives), negative_embeddings=pins[n:],
+        target_log_q=target_log_q if options.log_q_correction else None,
+        negative_log_q=batch.negative_log_q if options.log_q_correction else None,
+        target_columns=columns, reduction="sum",
+    ) * scale
 
 
 # ---- embedding and validation -------------------------------------------------------------------
@@ -339,13 +445,30 @@ def data_fingerprint(seqs: UserSequences) -> str:
     return h.hexdigest()[:16]
 
 
-def _fingerprint(model: PinnerFormer, options: TrainingOptions, data: str) -> dict[str, Any]:
+def _fingerprint(model: PinnerFormer, options: TrainingOptions, data: str, world_size: int = 1) -> dict[str, Any]:
     opts = {k: v for k, v in options.to_dict().items() if k not in _RUNTIME_OPTIONS}
-    return {"model_type": "pinnerformer", "model": model.config.to_dict(), "options": opts, "data": data}
+    out = {"model_type": "pinnerformer", "model": model.config.to_dict(), "options": opts, "data": data}
+    if world_size > 1:  # the global batch is batch_size * world_size: resume with the same world
+        out["world_size"] = world_size
+    return out
 
 
-def _step_seed(seed: int, epoch: int, batch: int) -> int:
-    return int(np.random.default_rng([seed, epoch, batch, 0xD40]).integers(0, 2**62))
+def _step_seed(seed: int, epoch: int, batch: int, rank: int = 0) -> int:
+    key = [seed, epoch, batch, 0xD40] + ([rank] if rank else [])
+    return int(np.random.default_rng(key).integers(0, 2**62))
+
+
+def _check_same_inputs(model: PinnerFormer, fingerprint: dict[str, Any]) -> None:
+    """Every process must train the same model on the same data and pin table (a collective)."""
+    table = b"" if model.config.id_only else model.pin_table.cpu().numpy().tobytes() + \
+        model.pin_known.cpu().numpy().tobytes()
+    mine = (fingerprint, hashlib.sha256(table).hexdigest()[:16])
+    every: list[Any] = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(every, mine)
+    differ = [r for r, other in enumerate(every) if other != every[0]]
+    if differ:
+        raise ValueError(f"processes {differ} have other sequences, options, model config or pin table than "
+                         "rank 0; every process must load the same inputs")
 
 
 def train(
@@ -360,6 +483,12 @@ def train(
     negative_pool: np.ndarray | None = None,
 ) -> TrainingOutcome:
     """Train ``model`` in place on ``seqs``, validating on ``valid`` after each epoch.
+
+    In a process group of W > 1 processes (module docstring) every process calls ``train`` with the same
+    arguments: ``batch_size`` is then per process, CUDA device ``cuda`` means ``cuda:<current device>``
+    (``distributed.init_process_group`` sets it to the local rank), rank 0 alone logs, validates and
+    writes ``checkpoint_path`` (which every process reads to resume), and every process returns the same
+    weights (and the same losses and metrics in its history; the timings are its own).
 
     Args:
         model: a freshly built model (a PinSage-mode one with its pin table attached); initialized here
@@ -376,7 +505,8 @@ def train(
         The outcome.
 
     Raises:
-        ValueError: no training users, a checkpoint of another configuration or data.
+        ValueError: no training users, a checkpoint of another configuration, data or world size,
+            processes with different inputs.
         FloatingPointError: a non-finite loss or gradient norm (names step, epoch, batch and users).
     """
     if seqs.num_users == 0:
@@ -394,6 +524,9 @@ def train(
             "sasrec and dense_all_action a positive after some input token"
         )
     device = resolve_device(str(device)) if not isinstance(device, torch.device) else device
+    rank, world_size = world()
+    if world_size > 1 and device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
     torch.manual_seed(options.seed)
     fresh = type(model)(model.config)
     model.load_state_dict(fresh.state_dict())  # initialization from the seed alone
@@ -408,7 +541,9 @@ def train(
                  if options.weight_decay else torch.optim.Adam(model.parameters(), lr=options.learning_rate))
     state, best_state = TrainingState(), None
     checkpoint = Path(checkpoint_path) if checkpoint_path is not None else None
-    fingerprint = _fingerprint(model, options, data_fingerprint(seqs))
+    fingerprint = _fingerprint(model, options, data_fingerprint(seqs), world_size)
+    if world_size > 1:
+        _check_same_inputs(model, fingerprint)
     if checkpoint is not None and resume and checkpoint.exists():
         ckpt = load_checkpoint(checkpoint, fingerprint, checkpoint_format=CHECKPOINT_FORMAT)
         model.load_state_dict(ckpt["model"])
@@ -417,8 +552,19 @@ def train(
         log.info("resumed from %s at epoch %d batch %d (step %d)", checkpoint, state.epoch, state.next_batch,
                  state.step)
 
+    net: PinnerFormer | torch.nn.parallel.DistributedDataParallel = model
+    if world_size > 1:
+        # The pin table is input, not trained, and the same everywhere (_check_same_inputs): DDP does not
+        # broadcast it, neither at the start nor before each forward (the only other buffer holds the
+        # time features' few periods).
+        torch.nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
+            model, ["pin_table", "pin_known"])
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+
     positive_counts = seqs.positive_counts()
-    num_batches = math.ceil(seqs.num_users / options.batch_size)
+    global_batch_size = options.batch_size * world_size
+    num_batches = math.ceil(seqs.num_users / global_batch_size)
     metric = f"{'hr' if options.valid_mode == 'next' else 'recall'}@{options.eval_k}"
     interrupted = False
     run_started = time.perf_counter()
@@ -428,7 +574,7 @@ def train(
     steps_left_at_start = total_steps - ((state.epoch - 1) * num_batches + state.next_batch)
 
     def checkpoint_now() -> None:
-        if checkpoint is not None:
+        if checkpoint is not None and rank == 0:
             save_checkpoint(checkpoint, model, optimizer, state, best_state, fingerprint,
                             checkpoint_format=CHECKPOINT_FORMAT)
 
@@ -439,17 +585,30 @@ def train(
         last_log = started
         for b in range(state.next_batch, num_batches):
             t0 = time.perf_counter()
-            users = np.sort(order[b * options.batch_size:(b + 1) * options.batch_size])
+            users = np.sort(order[b * global_batch_size:(b + 1) * global_batch_size])
             rng = np.random.default_rng([options.seed, state.epoch, b])
-            batch = make_batch(seqs, users, options, rng, positive_counts, negative_pool)
-            if batch.num_queries == 0:
-                log.warning("epoch %d batch %d has no labels (objective %s); skipped", state.epoch, b + 1,
-                            options.objective)
+            if world_size == 1:
+                batch = make_batch(seqs, users, options, rng, positive_counts, negative_pool)
+                num_queries = batch.num_queries
+            else:
+                batch = make_shard_batch(seqs, users, rank, world_size, options, rng, positive_counts, negative_pool)
+                num_queries = batch.num_global_queries
+            if num_queries == 0:  # the global batch's count: every process skips together
+                if rank == 0:
+                    log.warning("epoch %d batch %d has no labels (objective %s); skipped", state.epoch, b + 1,
+                                options.objective)
                 state.next_batch = b + 1
                 continue
-            torch.manual_seed(_step_seed(options.seed, state.epoch, b))  # dropout, as a function of the batch
-            loss = batch_loss(model, batch, options, device)
-            loss_value = float(loss.detach())
+            # Dropout, as a function of the batch (and of the process).
+            torch.manual_seed(_step_seed(options.seed, state.epoch, b, rank))
+            if world_size == 1:
+                loss = batch_loss(model, batch, options, device)
+                loss_value = float(loss.detach())
+            else:
+                loss = shard_batch_loss(net, batch, options, device, world_size)
+                total = loss.detach().clone()
+                torch.distributed.all_reduce(total)  # the global batch's mean loss, the same on every process
+                loss_value = float(total) / world_size
             where = lambda: (f"step {state.step + 1} (epoch {state.epoch}, batch {b + 1}/{num_batches}, "  # noqa: E731
                              f"users {seqs.user_ids[users[:5]].tolist()}{'...' if len(users) > 5 else ''})")
             if not math.isfinite(loss_value):
@@ -468,9 +627,9 @@ def train(
             state.epoch_users += len(users)
             state.epoch_seconds += t1 - t0
             state.users += len(users)
-            state.queries += batch.num_queries
+            state.queries += num_queries
             state.seconds += t1 - t0
-            if t1 - last_log >= options.log_every_s or b + 1 == num_batches:
+            if rank == 0 and (t1 - last_log >= options.log_every_s or b + 1 == num_batches):
                 last_log = t1
                 rate = state.epoch_batches / max(state.epoch_seconds, 1e-9)
                 done = state.step - (total_steps - steps_left_at_start)
@@ -487,7 +646,8 @@ def train(
                 checkpoint_now()
         if interrupted:
             checkpoint_now()
-            log.info("stopped after %d steps (max_steps); checkpoint %s", state.step, checkpoint)
+            if rank == 0:
+                log.info("stopped after %d steps (max_steps); checkpoint %s", state.step, checkpoint)
             break
 
         record: dict[str, float] = {
@@ -498,10 +658,15 @@ def train(
             "temperature": float(model.temperature.detach()),
         }
         if valid is not None:
-            result = evaluate_future(model, valid, mode=options.valid_mode, k=options.eval_k, device=device,
-                                     batch_size=options.eval_batch_size)
-            record.update({f"valid_{name}": float(values.mean()) if len(values) else float("nan")
-                           for name, values in result.values.items()})
+            metrics: list[Any] = [None]
+            if rank == 0:
+                result = evaluate_future(model, valid, mode=options.valid_mode, k=options.eval_k, device=device,
+                                         batch_size=options.eval_batch_size)
+                metrics = [{f"valid_{name}": float(values.mean()) if len(values) else float("nan")
+                            for name, values in result.values.items()}]
+            if world_size > 1:  # every process takes rank 0's decision (and keeps the same best weights)
+                torch.distributed.broadcast_object_list(metrics, src=0)
+            record.update(metrics[0])
             value = record[f"valid_{metric}"]
             if value > state.best_metric:
                 state.best_metric, state.best_epoch, state.bad_epochs = value, state.epoch, 0
@@ -510,10 +675,12 @@ def train(
                 state.bad_epochs += 1
             if state.bad_epochs >= options.patience:
                 state.finished = state.stopped_early = True
-                log.info("early stop after epoch %d: no better valid %s for %d epochs (best %.4f at epoch %d)",
-                         state.epoch, metric, state.bad_epochs, state.best_metric, state.best_epoch)
+                if rank == 0:
+                    log.info("early stop after epoch %d: no better valid %s for %d epochs (best %.4f at epoch %d)",
+                             state.epoch, metric, state.bad_epochs, state.best_metric, state.best_epoch)
         state.history.append(record)
-        log.info("epoch %d: %s", state.epoch, {k: round(v, 4) for k, v in record.items()})
+        if rank == 0:
+            log.info("epoch %d: %s", state.epoch, {k: round(v, 4) for k, v in record.items()})
         state.epoch += 1
         state.next_batch = 0
         state.epoch_loss_sum, state.epoch_batches, state.epoch_users, state.epoch_seconds = 0.0, 0, 0, 0.0
