@@ -109,6 +109,16 @@ STAGES: tuple[Stage, ...] = (
     Stage("pinnersage", "jobs.pinnersage", upstream=("infer_pinsage",), spark=True),
     Stage("evaluate_pinnersage", "jobs.evaluate_pinnersage", upstream=("pinnersage",),
           timeout=dt.timedelta(hours=1), args=(*SPLIT_ARGS, *_env_args("EMB_PINNERSAGE_EVAL_ARGS"))),
+    # PinnerFormer: sequences (Spark) -> train on the champion PinSage's pin_embeddings -> evaluate/promote ->
+    # embed users and pins with whichever version is the champion.
+    Stage("build_sequences", "jobs.build_sequences", upstream=("validate_inputs",), spark=True,
+          args=_env_args("EMB_SEQUENCES_ARGS")),
+    Stage("train_pinnerformer", "jobs.train_pinnerformer", upstream=("build_sequences", "infer_pinsage"),
+          timeout=dt.timedelta(hours=8), args=_env_args("EMB_PINNERFORMER_TRAIN_ARGS")),
+    Stage("evaluate_pinnerformer", "jobs.evaluate_pinnerformer", upstream=("train_pinnerformer",),
+          timeout=dt.timedelta(hours=1), args=_env_args("EMB_PINNERFORMER_EVAL_ARGS")),
+    Stage("infer_pinnerformer", "jobs.infer_pinnerformer", upstream=("evaluate_pinnerformer",),
+          args=_env_args("EMB_PINNERFORMER_INFER_ARGS")),
 )
 
 
@@ -148,7 +158,8 @@ def _operator(stage: Stage):
 with DAG(
     dag_id=DAG_ID,
     description="Nightly: validate inputs, content features, pin-board graph and PPR neighborhoods (Spark), "
-    "PinSage train -> evaluate/promote -> infer with the champion -> PinnerSage user medoids (Spark) -> evaluated.",
+    "PinSage train -> evaluate/promote -> infer with the champion -> PinnerSage user medoids (Spark) -> evaluated; "
+    "PinnerFormer sequences (Spark) -> train -> evaluate/promote -> infer with the champion.",
     schedule="0 2 * * *",
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
     catchup=False,
@@ -170,8 +181,12 @@ Each run processes one partition `ds` (the UTC day that just ended; a `ds` param
 contract and stops the run on bad input; later stages write ds-partitioned tables with manifests.
 `train_pinsage` registers a new `pinsage` version in MLflow (alias `challenger`), `evaluate_pinsage`
 compares it with the champion and the baselines and moves `champion` only on a gain beyond noise, and
-`infer_pinsage` writes `pin_embeddings` with whichever version is the champion.
-See README.md, docs/DATA.md and docs/PINSAGE.md.
+`infer_pinsage` writes `pin_embeddings` with whichever version is the champion. PinnerSage clusters
+each user's engaged pins on those embeddings. PinnerFormer follows the same pattern: `build_sequences`
+writes the users' timelines, `train_pinnerformer` registers a `pinnerformer` challenger trained on the
+PinSage champion's `pin_embeddings`, `evaluate_pinnerformer` promotes it only beyond noise, and
+`infer_pinnerformer` embeds users and pins with the champion (refusing a PinSage version it was not
+trained on). See README.md, docs/DATA.md, docs/PINSAGE.md, docs/PINNERSAGE.md and docs/PINNERFORMER.md.
 """,
 ) as dag:
     tasks = {stage.task_id: _operator(stage) for stage in STAGES}

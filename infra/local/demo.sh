@@ -14,6 +14,9 @@ LOGICAL_DATE="$(python -c "import datetime as d; print((d.date.fromisoformat('$D
 if [ "$DEMO_SCALE" = tiny ]; then
   export EMB_VALID_DAYS="${EMB_VALID_DAYS:-3}" EMB_TEST_DAYS="${EMB_TEST_DAYS:-3}"
   export EMB_PINSAGE_TRAIN_ARGS="${EMB_PINSAGE_TRAIN_ARGS:---num-epochs 2 --hidden-dim 64 --embedding-dim 64}"
+  # PinnerFormer's future window (labels and evaluation targets): 3 of the 14 days.
+  export EMB_SEQUENCES_ARGS="${EMB_SEQUENCES_ARGS:---label-days 3}"
+  export EMB_PINNERFORMER_TRAIN_ARGS="${EMB_PINNERFORMER_TRAIN_ARGS:---num-epochs 2}"
 else
   export EMB_PINSAGE_TRAIN_ARGS="${EMB_PINSAGE_TRAIN_ARGS:---num-epochs 3}"
 fi
@@ -63,6 +66,7 @@ python -m jobs.describe_lake --ds "$DEMO_DS" --lake-uri "$EMB_LAKE_URI"
 
 step "Models in the MLflow registry ($MLFLOW_TRACKING_URI)"
 python -m jobs.describe_registry --model pinsage
+python -m jobs.describe_registry --model pinnerformer
 
 cat <<MSG
 

@@ -39,6 +39,10 @@ def _env(tmp_path: Path, lake_uri: str) -> dict[str, str]:
         EMB_TEST_DAYS="3",
         EMB_PINSAGE_TRAIN_ARGS="--num-epochs 2 --hidden-dim 32 --embedding-dim 32 --num-workers 0",
         EMB_PINNERSAGE_EVAL_ARGS="--alphas 0.9 1.2 --kmeans-ks 2 --ci-samples 20",
+        # PinnerFormer: a 3-day future window of the 14 days, a small model, 2 epochs.
+        EMB_SEQUENCES_ARGS="--label-days 3 --shuffle-partitions 4",
+        EMB_PINNERFORMER_TRAIN_ARGS="--num-epochs 2 --model-dim 32 --embedding-dim 32 --ff-dim 32 --max-length 32",
+        EMB_PINNERFORMER_EVAL_ARGS="--max-users 300 --ci-samples 20",
         PYSPARK_PYTHON=sys.executable,
         SPARK_LOCAL_IP="127.0.0.1",
     )
@@ -111,6 +115,17 @@ def test_nightly_dag_runs_end_to_end(airflow_env):
     assert ps_run.data.metrics["job/users"] > 0 and "spearman_clusters_vs_planted_interests" in ps_run.data.metrics
     artifacts = {a.path for a in client.list_artifacts(ps_run.info.run_id, "evaluation")}
     assert "evaluation/ablation.csv" in artifacts
+    # PinnerFormer: trained on the PinSage champion's embeddings, promoted (the first version), served
+    from embeddings.data.schemas import PINNERFORMER_PIN_EMBEDDINGS, PINNERFORMER_USER_EMBEDDINGS, USER_SEQUENCES
+
+    assert lake.read_manifest(USER_SEQUENCES, DS).row_count > 0
+    assert client.get_registered_model("pinnerformer").aliases == {"challenger": 1, "champion": 1}
+    pf_version = client.get_model_version("pinnerformer", "1")
+    assert pf_version.tags["pinsage_model_version"] == "pinsage/1"
+    assert pf_version.tags["promotion.decision"] == "promoted"
+    users = lake.read_manifest(PINNERFORMER_USER_EMBEDDINGS, DS)
+    assert users.row_count > 0
+    assert lake.read_manifest(PINNERFORMER_PIN_EMBEDDINGS, DS).row_count == embeddings.row_count
 
 
 def test_bad_input_stops_the_run_before_any_stage(airflow_env, tmp_path):

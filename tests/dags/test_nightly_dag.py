@@ -83,6 +83,16 @@ def test_pinnersage_runs_after_inference_and_is_evaluated_after(dag):
     assert "--valid-days 7 --test-days 7" in evaluate.bash_command  # the nightly split, as PinSage's
 
 
+def test_pinnerformer_chain_trains_on_the_pinsage_champion_and_serves_the_champion(dag):
+    assert dag.get_task("build_sequences").upstream_task_ids == {"validate_inputs"}
+    assert dag.get_task("train_pinnerformer").upstream_task_ids == {"build_sequences", "infer_pinsage"}
+    assert dag.get_task("evaluate_pinnerformer").upstream_task_ids == {"train_pinnerformer"}
+    infer = dag.get_task("infer_pinnerformer")
+    assert infer.upstream_task_ids == {"evaluate_pinnerformer"}
+    assert infer.downstream_task_ids == set()
+    assert "-m jobs.infer_pinnerformer" in infer.bash_command
+
+
 def test_dag_settings(dag):
     assert dag.catchup is False
     assert dag.max_active_runs == 1
