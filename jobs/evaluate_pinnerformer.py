@@ -152,61 +152,25 @@ def replace_stale_champion(client, name: str, version: str, incumbent: str, cons
     return decision
 
 
-def run(config: EvaluatePinnerFormerConfig) -> EvaluateResult:
+def compare_methods(lake: Lake, config: EvaluatePinnerFormerConfig, pins, loaded: dict, device) -> tuple[list, object, dt.datetime]:
+    """Score the ``loaded`` PinnerFormer models (label -> model with its pin table attached) and the baselines
+    on the held-out users of ``user_sequences`` ds (``embeddings.pinnerformer.evaluation``).
+
+    Returns:
+        (the methods' results, models first in the order given; the results table; the cutoff).
+    """
     import pyarrow as pa
     import pyarrow.compute as pc
-    import torch
 
     from embeddings.data.schemas import PIN_EMBEDDINGS, SYNTHETIC_PIN_TOPICS, USER_SEQUENCES
-    from embeddings.eval.bootstrap import paired_values
     from embeddings.eval.protocols import format_table
     from embeddings.pinnerformer import evaluation as ev
     from embeddings.pinnerformer.data import SequenceOptions
     from embeddings.pinnerformer.lake import read_user_sequences, sequences_from_table
-    from embeddings.pinnerformer.model_dir import load_pin_table
     from embeddings.pinnerformer.training import embed_all_pins, embed_users
-    from embeddings.pinsage.training import resolve_device
-    from embeddings.registry.models import load_model
-    from embeddings.registry.promotion import champion_version, promote_if_better
-    from embeddings.registry.tracking import TrackedRun, connect
     from jobs.train_pinnerformer import label_days_of
 
-    started = time.perf_counter()
-    if config.num_threads:
-        torch.set_num_threads(config.num_threads)
-    client = connect(config.tracking_uri)
-    name = config.registered_model
-    challenger = challenger_for(client, name, config.ds)
-    version = str(challenger.version)
-    lake = Lake(config.lake_uri)
-    pins = load_pin_table(lake, config.ds)
     pins_where = lake.describe(PIN_EMBEDDINGS, config.ds)
-    check_pinsage_version(name, challenger, pins.model_version, pins_where)  # before anything is decided
-    incumbent = champion_version(client, name)
-    models = {f"pinnerformer challenger v{version}": version}
-    stale = None
-    if incumbent is not None and incumbent != version:
-        champion = client.get_model_version(name, incumbent)
-        consumed = champion.tags.get(PINSAGE_VERSION_TAG)
-        if consumed == pins.model_version:
-            models[f"pinnerformer champion v{incumbent}"] = incumbent
-        elif config.replace_stale_champion:
-            stale = consumed or "an unrecorded PinSage version"
-            log.warning("champion v%s consumed %s, not %s of %s: not compared", incumbent, stale, pins.model_version,
-                        pins_where)
-        else:
-            check_pinsage_version(name, champion, pins.model_version, pins_where)
-    device = resolve_device(config.device)
-    vectors = torch.from_numpy(pins.vectors)
-    loaded = {}
-    for label, v in models.items():
-        model, model_config = load_model(client, name, alias=None, version=v, map_location="cpu")
-        if model_config.pin_dim != pins.dim:
-            raise ValueError(f"{name} {label} reads {model_config.pin_dim}-d pin vectors but {pins_where} has "
-                             f"{pins.dim}-d")
-        model.attach_pin_table(vectors)
-        loaded[label] = model.to(device)
-
     table = read_user_sequences(lake, config.ds)
     manifest = lake.read_manifest(USER_SEQUENCES, config.ds)
     label_days = label_days_of(manifest)
@@ -264,6 +228,59 @@ def run(config: EvaluatePinnerFormerConfig) -> EvaluateResult:
     log.info("evaluation for ds=%s:\n%s", config.ds, format_table(
         results[results["split"] == "test"], ["recall@10", "recall@50", "recall@100", "p90_coverage@10",
                                               f"topic_entropy@{ev.DIVERSITY_K}"]))
+
+    return methods, results, cutoff
+
+
+def run(config: EvaluatePinnerFormerConfig) -> EvaluateResult:
+    import torch
+
+    from embeddings.data.schemas import PIN_EMBEDDINGS
+    from embeddings.eval.bootstrap import paired_values
+    from embeddings.pinnerformer import evaluation as ev
+    from embeddings.pinnerformer.model_dir import load_pin_table
+    from embeddings.pinsage.training import resolve_device
+    from embeddings.registry.models import load_model
+    from embeddings.registry.promotion import champion_version, promote_if_better
+    from embeddings.registry.tracking import TrackedRun, connect
+
+    started = time.perf_counter()
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    client = connect(config.tracking_uri)
+    name = config.registered_model
+    challenger = challenger_for(client, name, config.ds)
+    version = str(challenger.version)
+    lake = Lake(config.lake_uri)
+    pins = load_pin_table(lake, config.ds)
+    pins_where = lake.describe(PIN_EMBEDDINGS, config.ds)
+    check_pinsage_version(name, challenger, pins.model_version, pins_where)  # before anything is decided
+    incumbent = champion_version(client, name)
+    models = {f"pinnerformer challenger v{version}": version}
+    stale = None
+    if incumbent is not None and incumbent != version:
+        champion = client.get_model_version(name, incumbent)
+        consumed = champion.tags.get(PINSAGE_VERSION_TAG)
+        if consumed == pins.model_version:
+            models[f"pinnerformer champion v{incumbent}"] = incumbent
+        elif config.replace_stale_champion:
+            stale = consumed or "an unrecorded PinSage version"
+            log.warning("champion v%s consumed %s, not %s of %s: not compared", incumbent, stale, pins.model_version,
+                        pins_where)
+        else:
+            check_pinsage_version(name, champion, pins.model_version, pins_where)
+    device = resolve_device(config.device)
+    vectors = torch.from_numpy(pins.vectors)
+    loaded = {}
+    for label, v in models.items():
+        model, model_config = load_model(client, name, alias=None, version=v, map_location="cpu")
+        if model_config.pin_dim != pins.dim:
+            raise ValueError(f"{name} {label} reads {model_config.pin_dim}-d pin vectors but {pins_where} has "
+                             f"{pins.dim}-d")
+        model.attach_pin_table(vectors)
+        loaded[label] = model.to(device)
+
+    methods, results, cutoff = compare_methods(lake, config, pins, loaded, device)
 
     challenger_users = methods[0].results["test"]
     if len(models) > 1:
