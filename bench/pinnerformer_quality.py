@@ -1,0 +1,386 @@
+"""PinnerFormer quality on the S3-Rec files (leave-one-out, full ranking) against popularity and item-kNN.
+
+    .venv/bin/python bench/pinnerformer_quality.py                       # the recorded run: Beauty and LastFM, 3 seeds
+    .venv/bin/python bench/pinnerformer_quality.py --datasets LastFM --seeds 1 --epochs 2 --quick   # records nothing
+
+Issue 6, "Bars", first point. Each dataset (``../shared/data/s3rec/<name>.txt``) is read by the project's
+importer (``read_s3rec``) and split leave-one-out (``embeddings.eval.protocols.leave_one_out``: last item =
+TEST, second last = VALID, users with fewer than 3 items keep everything for training). Every method is
+scored by ``evaluate_users``: the target among all items, the user's history masked (the scorer reproduces
+S3-Rec's published PopRec row exactly), HR@10 and NDCG@10 with pessimistic ties.
+
+* **popularity**: interaction counts (S3-Rec's PopRec; on LastFM it reproduces the published HR@10 0.0440).
+* **item-kNN (last item)** and **item-kNN (history)**: cosine on the binarized training user x item matrix
+  (``fit_item_knn``); a user scores the neighbors of the last history item, or the sum over the history.
+  The neighbor count is chosen on VALID NDCG@10. Baselines are fit on the training items for VALID and on
+  every item before the test item for TEST (the leave-one-out convention).
+* **PinnerFormer (next-item)**: the project's model (``embeddings.pinnerformer``) with the item-id embedding
+  in place of PinSage (the documented departure for id-only data), the ``sasrec`` objective (every position
+  predicts the next item) and the full-softmax cross-entropy (``negatives="full"``); no time, action or
+  surface features (the S3-Rec clock is one second per action and carries nothing). Early stopping on VALID
+  HR@10 (``--patience`` epochs), the best epoch's weights scored on TEST once, over ``--seeds`` seeds.
+
+Section ``synthetic`` (``--sections synthetic``; the hard bars of issue 6): reads (never writes) a lake built by
+``make demo`` (``--lake``, default ``$EMB_LAKE_URI`` or ./var/lake) at ``--ds``: ``user_sequences`` and
+``pin_embeddings`` (the PinSage champion) of ds and the planted topics. PinnerFormer is trained by the
+nightly job's code (``jobs.train_pinnerformer.run``, nothing registered) once per objective
+(``--objectives``, default dense all-action and next-action) and seed, and scored with the baselines by the
+nightly evaluation (``jobs.evaluate_pinnerformer.compare_methods``): the PinnerFormer protocol on users held
+out from training (embedded at the cutoff, the end of ds minus 14 days, from their actions before it;
+Recall@10 of every positive in the following 14 days against all pins, history masked), with popularity,
+PinSage last pin and time-decayed average, and PinnerSage's 3 medoids (Ward on the same input actions).
+Bars: dense all-action >= next-action, and one PinnerFormer embedding >= 3 PinnerSage medoids, on TEST
+Recall@10 (paired bootstrap intervals reported).
+
+Reported (S3-Rec): per method HR@10 / NDCG@10 on TEST (the model: mean and standard deviation over seeds), and a
+paired bootstrap over users of the model's per-user TEST metric (averaged over seeds) minus the best
+baseline's (the baseline with the best VALID NDCG@10). Writes ``bench/results/pinnerformer.json`` (one
+record per dataset and method; with ``--sections synthetic`` alone, ``pinnerformer_synthetic.json``) and
+appends an entry to docs/BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from bench.common import record  # noqa: E402
+from embeddings.data.importers.s3rec import read_s3rec  # noqa: E402
+from embeddings.data.schemas import Action  # noqa: E402
+from embeddings.eval.baselines import fit_item_knn, item_popularity, tune_on_validation  # noqa: E402
+from embeddings.eval.bootstrap import paired_bootstrap  # noqa: E402
+from embeddings.eval.metrics import RankingMetrics  # noqa: E402
+from embeddings.eval.protocols import (  # noqa: E402
+    LEAVE_ONE_OUT,
+    LeaveOneOut,
+    Protocol,
+    Sequences,
+    UserTargets,
+    evaluate_users,
+    leave_one_out,
+)
+from embeddings.eval.scorers import EmbeddingScorer, ItemScoresScorer, SparseScorer  # noqa: E402
+from embeddings.pinnerformer.data import SequenceOptions, UserSequences, build_user_sequences  # noqa: E402
+from embeddings.pinnerformer.model import PinnerFormerConfig, build_model  # noqa: E402
+from embeddings.pinnerformer.training import TrainingOptions, embed_all_pins, embed_users, train  # noqa: E402
+
+log = logging.getLogger("bench.pinnerformer_quality")
+
+DATA = REPO_ROOT.parent / "shared" / "data" / "s3rec"
+T0 = 1_577_836_800  # 2020-01-01T00:00:00Z, the importer's epoch (one second per action)
+KNN_NEIGHBORS = (10, 20, 50, 100, 200, 500)
+METRICS = ("hr@10", "ndcg@10")
+# The issue's reference figures (leave-one-out, full ranking; docs/BENCHMARKS.md, issue 6).
+REFERENCE = {
+    "Beauty": {"plain transformer": (0.0935, 0.0570), "SASRec (published)": (0.0605, 0.0318),
+               "S3-Rec (published)": (0.0647, 0.0327), "item-kNN last item (issue)": (0.0717, 0.0457)},
+    "LastFM": {"plain transformer": (0.0624, 0.0335), "S3-Rec (published)": (0.0743, 0.0427),
+               "item-kNN history (issue)": (0.0798, 0.0416)},
+}
+BAR = "plain transformer"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    num_users: int
+    num_items: int
+    num_actions: int
+    split: LeaveOneOut
+
+
+def load(name: str) -> Dataset:
+    events = read_s3rec(DATA, name).events
+    items, item_rows = np.unique(events.column("pin_id").to_numpy(), return_inverse=True)
+    users, user_rows = np.unique(events.column("user_id").to_numpy(), return_inverse=True)
+    seqs = Sequences.from_events(user_rows, item_rows, events.column("ts").to_numpy(), len(users), len(items))
+    return Dataset(name, len(users), len(items), len(seqs.items), leave_one_out(seqs))
+
+
+def user_sequences(history: Sequences, targets: sp.csr_matrix | None, max_length: int) -> UserSequences:
+    """The library's sequences: history as input (one second per action), each target one second later."""
+    lengths = history.lengths
+    users = np.repeat(np.arange(history.num_users), lengths)
+    ts = T0 + np.arange(len(users)) - np.repeat(history.ptr[:-1], lengths)
+    items, cutoff = history.items, None
+    if targets is not None:
+        t = targets.tocoo()
+        cutoff = np.r_[np.repeat(T0 + lengths - 1, lengths), T0 + lengths[t.row] - 1]
+        users, ts, items = np.r_[users, t.row], np.r_[ts, T0 + lengths[t.row]], np.r_[items, t.col]
+    n = len(users)
+    return build_user_sequences(users, items, np.full(n, Action.SAVE.code), np.zeros(n), np.full(n, np.nan), ts,
+                                num_pins=history.num_items, now_ts=T0 + 10**8, cutoff_ts=cutoff,
+                                options=SequenceOptions(max_length=max_length, window_days=10**4))
+
+
+def protocol_for(split: str) -> Protocol:
+    return Protocol(task=LEAVE_ONE_OUT, split=f"leave-one-out {split}", masking="history masked",
+                    candidates="all items")
+
+
+def last_item_matrix(history: Sequences) -> sp.csr_matrix:
+    has = history.lengths > 0
+    users = np.flatnonzero(has)
+    last = history.items[history.ptr[1:][has] - 1]
+    return sp.csr_matrix((np.ones(len(users)), (users, last)), shape=(history.num_users, history.num_items))
+
+
+def baselines(data: Dataset) -> dict[str, dict]:
+    """Popularity and the two item-kNN variants. name -> {valid, test, choice}.
+
+    VALID is scored with the statistics of the training items; TEST with those of every item before the
+    test item (the TEST history: the validation items included), as the leave-one-out convention fits
+    on everything known at test time. The neighbor count is chosen on VALID NDCG@10 only.
+    """
+    split = data.split
+    fit = {"valid": split.train.matrix(), "test": split.test.history.matrix()}
+    targets = {"valid": split.valid, "test": split.test}
+    out = {"popularity": {"choice": None} | {
+        name: evaluate_users(ItemScoresScorer(item_popularity(fit[name], binarize=False)), targets[name],
+                             protocol_for(name)) for name in ("valid", "test")}}
+    valid_sims = {k: fit_item_knn(fit["valid"], k) for k in KNN_NEIGHBORS}
+    for method, queries in (("item-kNN (last item)", last_item_matrix), ("item-kNN (history)", None)):
+        def scorer(sim: sp.csr_matrix, name: str, queries=queries) -> SparseScorer:
+            history = targets[name].history
+            return SparseScorer(queries(history) if queries else history.matrix(), sim)
+
+        tuning = tune_on_validation(KNN_NEIGHBORS, lambda k: evaluate_users(
+            scorer(valid_sims[k], "valid"), split.valid, protocol_for("valid")), "ndcg@10")
+        test = evaluate_users(scorer(fit_item_knn(fit["test"], tuning.best), "test"), split.test, protocol_for("test"))
+        out[method] = {"choice": tuning.best, "valid": tuning.results[KNN_NEIGHBORS.index(tuning.best)], "test": test}
+    return out
+
+
+def train_model(data: Dataset, args: argparse.Namespace, seed: int) -> dict:
+    split = data.split
+    train_seqs = user_sequences(split.train, None, args.max_length)
+    valid_seqs = user_sequences(split.valid.history, split.valid.targets, args.max_length)
+    test_seqs = user_sequences(split.test.history, split.test.targets, args.max_length)
+    torch.manual_seed(seed)
+    d = args.dim
+    config = PinnerFormerConfig(num_items=data.num_items, item_dim=d, model_dim=d, embedding_dim=d,
+                                num_heads=args.heads, ff_dim=d, num_layers=args.layers, max_length=args.max_length,
+                                pin_hidden_dim=d, dropout=args.dropout, features=())
+    options = TrainingOptions(objective="sasrec", negatives="full", batch_size=args.batch_size,
+                              learning_rate=args.lr, num_epochs=args.epochs, patience=args.patience,
+                              valid_mode="next", eval_k=10, seed=seed, log_every_s=60)
+    out = train(build_model(config), train_seqs, options, valid=valid_seqs)
+    pins = embed_all_pins(out.model)
+
+    def score(seqs: UserSequences, targets: UserTargets, name: str) -> RankingMetrics:
+        users = np.zeros((data.num_users, d), dtype=np.float32)
+        users[:, 0] = 1.0  # users without a target are not scored; any unit vector
+        users[seqs.user_ids] = embed_users(out.model, seqs)
+        return evaluate_users(EmbeddingScorer(pins, users), targets, protocol_for(name))
+
+    return {"seed": seed, "valid": score(valid_seqs, split.valid, "valid"),
+            "test": score(test_seqs, split.test, "test"), "best_epoch": out.best_epoch, "epochs": len(out.history),
+            "train_seconds": out.train_seconds, "users_per_s": out.users_per_s, "history": out.history}
+
+
+def _worker_init() -> None:
+    torch.set_num_threads(1)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(processName)s %(name)s %(message)s")
+
+
+def bench_dataset(name: str, args: argparse.Namespace) -> tuple[dict, list[str]]:
+    started = time.perf_counter()
+    data = load(name)
+    print(f"{name}: {data.num_users} users, {data.num_items} items, {data.num_actions} actions")
+    base = baselines(data)
+    for method, r in base.items():
+        print(f"  {method:22s} (choice {r['choice']}): VALID ndcg@10 {r['valid'].metric('ndcg@10').mean():.4f}  "
+              f"TEST hr@10 {r['test'].metric('hr@10').mean():.4f} ndcg@10 {r['test'].metric('ndcg@10').mean():.4f}")
+    if args.workers > 1:  # one seed per process, one torch thread each (each run's time is its own)
+        import concurrent.futures
+        import multiprocessing
+
+        with concurrent.futures.ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn"),
+                                                    initializer=_worker_init) as pool:
+            runs = list(pool.map(train_model, [data] * len(args.seeds), [args] * len(args.seeds), args.seeds))
+    else:
+        runs = [train_model(data, args, seed) for seed in args.seeds]
+    for run in runs:
+        seed = run["seed"]
+        print(f"  PinnerFormer seed {seed}: best epoch {run['best_epoch']}/{run['epochs']}, "
+              f"{run['train_seconds']:.0f} s training ({run['users_per_s']:.0f} users/s); TEST hr@10 "
+              f"{run['test'].metric('hr@10').mean():.4f} ndcg@10 {run['test'].metric('ndcg@10').mean():.4f}")
+    best = max(base, key=lambda m: base[m]["valid"].metric("ndcg@10").mean())
+    records, summary = {}, []
+    for method, r in base.items():
+        records[method] = {m.upper(): float(r["test"].metric(m).mean()) for m in METRICS} | {
+            "choice": r["choice"], "valid_ndcg@10": float(r["valid"].metric("ndcg@10").mean()),
+            "num_users": r["test"].num_queries, "seeds": None, "spread": None}
+    model = {"protocol": runs[0]["test"].protocol, "seeds": list(args.seeds), "num_users": runs[0]["test"].num_queries}
+    for m in METRICS:
+        per_seed = np.array([run["test"].metric(m).mean() for run in runs])
+        model[m.upper()] = float(per_seed.mean())
+        model[f"{m.upper()}_std"] = float(per_seed.std(ddof=1)) if len(runs) > 1 else 0.0
+        model[f"{m.upper()}_per_seed"] = per_seed.tolist()
+        per_user = np.mean([run["test"].metric(m) for run in runs], axis=0)
+        diff = paired_bootstrap(per_user, base[best]["test"].metric(m), num_samples=2000, seed=0)
+        model[f"{m.upper()}_vs_{best}"] = {"mean_diff": diff.mean, "ci_low": diff.ci_low, "ci_high": diff.ci_high}
+    model["best_epochs"] = [run["best_epoch"] for run in runs]
+    model["train_seconds"] = [round(run["train_seconds"], 1) for run in runs]
+    model["users_per_s"] = [round(run["users_per_s"], 1) for run in runs]
+    model["valid_curves"] = [[h.get("valid_hr@10") for h in run["history"]] for run in runs]
+    records["PinnerFormer (next-item)"] = model
+    bar_hr, bar_ndcg = REFERENCE[name][BAR]
+    summary.append(f"{name} ({data.num_users} users, {data.num_items} items): PinnerFormer TEST HR@10 "
+                   f"{model['HR@10']:.4f} ± {model['HR@10_std']:.4f}, NDCG@10 {model['NDCG@10']:.4f} ± "
+                   f"{model['NDCG@10_std']:.4f} over seeds {list(args.seeds)} (best epochs {model['best_epochs']}, "
+                   f"training {model['train_seconds']} s)")
+    for method in base:
+        rec = records[method]
+        summary.append(f"{name} {method} (VALID-chosen {rec['choice']}): HR@10 {rec['HR@10']:.4f}, "
+                       f"NDCG@10 {rec['NDCG@10']:.4f}")
+    for m in METRICS:
+        d = model[f"{m.upper()}_vs_{best}"]
+        summary.append(f"{name} PinnerFormer - {best} (best baseline on VALID), paired bootstrap over users, "
+                       f"{m.upper()}: {d['mean_diff']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]")
+    met = model["HR@10"] >= bar_hr and model["NDCG@10"] >= bar_ndcg
+    summary.append(f"{name} bar (plain transformer {bar_hr} / {bar_ndcg}): {'met' if met else 'NOT met'}; "
+                   f"references: " + ", ".join(f"{k} {v[0]} / {v[1]}" for k, v in REFERENCE[name].items()))
+    print(f"{name} done in {time.perf_counter() - started:.0f} s")
+    return records, summary
+
+
+def bench_synthetic(args: argparse.Namespace) -> tuple[dict, list[str]]:
+    """The future-window bars on a demo lake: dense all-action vs next-action, one embedding vs 3 medoids."""
+    import dataclasses
+    import tempfile
+
+    from embeddings.lake import Lake
+    from embeddings.pinnerformer.model_dir import load_pin_table
+    from jobs.evaluate_pinnerformer import EvaluatePinnerFormerConfig, compare_methods
+    from jobs.train_pinnerformer import DEFAULT_TRAINING, TrainPinnerFormerConfig
+    from jobs.train_pinnerformer import run as train_job
+
+    lake = Lake(args.lake)
+    pins = load_pin_table(lake, args.ds)
+    loaded, trained = {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for objective in args.objectives:
+            for seed in args.seeds:
+                label = f"PinnerFormer {objective} seed {seed}"
+                training = dataclasses.replace(DEFAULT_TRAINING, objective=objective, seed=seed,
+                                               num_epochs=args.synthetic_epochs)
+                config = TrainPinnerFormerConfig(lake_uri=args.lake, ds=args.ds, model_dir=f"{tmp}/{label}",
+                                                 resume=False, device="cpu", training=training)
+                result = train_job(config)
+                result.model.attach_pin_table(torch.from_numpy(pins.vectors))
+                loaded[label] = result.model.eval()
+                trained[label] = {"best_epoch": result.best_epoch, "epochs": len(result.history),
+                                  "seconds": round(result.seconds, 1), "users_per_s": round(result.users_per_s, 1)}
+                print(f"  {label}: best epoch {result.best_epoch}/{len(result.history)}, {result.seconds:.0f} s")
+    config = EvaluatePinnerFormerConfig(lake_uri=args.lake, ds=args.ds, tracking_uri="", max_users=0,
+                                        ci_samples=1000)
+    methods, table, cutoff = compare_methods(lake, config, pins, loaded, torch.device("cpu"))
+    by_name = {m.name: m for m in methods}
+    metric = "recall@10"
+
+    def per_user(names: Sequence[str]) -> np.ndarray:
+        return np.mean([by_name[n].results["test"].metric(metric) for n in names], axis=0)
+
+    groups = {objective: [f"PinnerFormer {objective} seed {seed}" for seed in args.seeds]
+              for objective in args.objectives}
+    records, summary = {}, []
+    test = table[table["split"] == "test"]
+    for m in methods:
+        rows = test[test["model"] == m.name].set_index("metric")["value"].to_dict()
+        records[m.name] = {k: float(v) for k, v in rows.items()} | {"setting": repr(m.setting)} | trained.get(m.name, {})
+    for objective, names in groups.items():
+        values = [records[n][metric] for n in names]
+        records[f"PinnerFormer {objective}"] = {"Recall@10": float(np.mean(values)), "Recall@10_per_seed": values,
+                                                "Recall@10_std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+                                                "seeds": list(args.seeds)}
+    pinnersage = next(m.name for m in methods if m.name.startswith("pinnersage"))
+    num_users = methods[0].results["test"].num_queries
+    summary.append(f"synthetic ({args.lake}, ds={args.ds}, cutoff {cutoff.isoformat()}): {num_users} held-out TEST "
+                   f"users, Recall@10 of every positive in the next 14 days, full ranking over {pins.num_pins} pins, "
+                   "history masked")
+    for name in [*(f"PinnerFormer {o}" for o in groups), *(m.name for m in methods if not m.name.startswith("PinnerFormer"))]:
+        rec = records[name]
+        value = rec.get("Recall@10", rec.get(metric))
+        extra = f" ± {rec['Recall@10_std']:.4f} over seeds {rec['seeds']}" if "seeds" in rec else ""
+        summary.append(f"synthetic {name}: Recall@10 {value:.4f}{extra}")
+    bars = {}
+    if "dense_all_action" in groups and "next_action" in groups:
+        d = paired_bootstrap(per_user(groups["dense_all_action"]), per_user(groups["next_action"]), 2000, 0)
+        bars["dense_all_action >= next_action"] = {"diff": d.mean, "ci_low": d.ci_low, "ci_high": d.ci_high,
+                                                   "met": d.mean >= 0}
+    main_objective = args.objectives[0]
+    d = paired_bootstrap(per_user(groups[main_objective]), by_name[pinnersage].results["test"].metric(metric), 2000, 0)
+    bars[f"PinnerFormer {main_objective} >= PinnerSage 3 medoids"] = {"diff": d.mean, "ci_low": d.ci_low,
+                                                                      "ci_high": d.ci_high, "met": d.mean >= 0}
+    for name, b in bars.items():
+        summary.append(f"synthetic bar {name} (Recall@10, paired bootstrap over users): {b['diff']:+.4f} "
+                       f"[{b['ci_low']:+.4f}, {b['ci_high']:+.4f}]: {'met' if b['met'] else 'NOT met'}")
+    records["bars"] = bars
+    return records, summary
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sections", nargs="+", default=["s3rec", "synthetic"], choices=["s3rec", "synthetic"])
+    parser.add_argument("--datasets", nargs="+", default=["Beauty", "LastFM"], choices=["Beauty", "LastFM"])
+    parser.add_argument("--lake", default=os.environ.get("EMB_LAKE_URI", str(REPO_ROOT / "var" / "lake")))
+    parser.add_argument("--ds", default="2026-11-01", help="the demo lake's ds")
+    parser.add_argument("--objectives", nargs="+", default=["dense_all_action", "next_action"])
+    parser.add_argument("--synthetic-epochs", type=int, default=8)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=200, help="epoch cap (early stopping ends sooner)")
+    parser.add_argument("--patience", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--dim", type=int, default=64)
+    parser.add_argument("--heads", type=int, default=2)
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--max-length", type=int, default=50)
+    parser.add_argument("--dropout", type=float, default=0.3)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (with --workers > 1: 1 per worker)")
+    parser.add_argument("--workers", type=int, default=1, help="seeds trained at once, one process each")
+    parser.add_argument("--quick", action="store_true", help="records nothing")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    torch.set_num_threads(args.threads)
+    records, summary = {}, []
+    if "s3rec" in args.sections:
+        for name in args.datasets:
+            recs, lines = bench_dataset(name, args)
+            records[name] = recs
+            summary += lines
+    if "synthetic" in args.sections:
+        records["synthetic"], lines = bench_synthetic(args)
+        summary += lines
+    print("\n".join(summary))
+    if args.quick:
+        return
+    command = "bench/pinnerformer_quality.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    config = {k: v for k, v in vars(args).items() if k != "quick"}
+    name = "pinnerformer" if len(args.sections) == 2 else f"pinnerformer_{args.sections[0]}"
+    datasets = [f"S3-Rec {', '.join(args.datasets)} (../shared/data/s3rec)"] if "s3rec" in args.sections else []
+    datasets += [f"synthetic demo lake {args.lake} ds={args.ds}"] if "synthetic" in args.sections else []
+    protocols = ["S3-Rec: leave-one-out (last item TEST, second last VALID), full ranking over all items, history "
+                 "masked"] if "s3rec" in args.sections else []
+    protocols += ["synthetic: PinnerFormer future window on held-out users (Recall@10 of all positives in 14 days, "
+                  "full ranking, history masked)"] if "synthetic" in args.sections else []
+    record(name, command.strip(), "; ".join(datasets), "; ".join(protocols) + "; tuned on VALID, TEST scored once",
+           config, records, summary)
+
+
+if __name__ == "__main__":
+    main()
