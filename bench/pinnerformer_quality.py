@@ -35,8 +35,8 @@ Recall@10 (paired bootstrap intervals reported).
 Reported (S3-Rec): per method HR@10 / NDCG@10 on TEST (the model: mean and standard deviation over seeds), and a
 paired bootstrap over users of the model's per-user TEST metric (averaged over seeds) minus the best
 baseline's (the baseline with the best VALID NDCG@10). Writes ``bench/results/pinnerformer.json`` (one
-record per dataset and method; with ``--sections synthetic`` alone, ``pinnerformer_synthetic.json``) and
-appends an entry to docs/BENCHMARKS.md.
+record per dataset and method; a run of one section keeps the other section's records of the previous file,
+each marked with the commit, date and command that measured it) and appends an entry to docs/BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -371,7 +371,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     command = "bench/pinnerformer_quality.py " + " ".join(argv if argv is not None else sys.argv[1:])
     config = {k: v for k, v in vars(args).items() if k != "quick"}
-    name = "pinnerformer" if len(args.sections) == 2 else f"pinnerformer_{args.sections[0]}"
+    name = "pinnerformer"
+    previous = REPO_ROOT / "bench" / "results" / f"{name}.json"
+    if previous.exists():  # a run of some sections keeps the other sections' records, marked with their run
+        import json
+
+        old = json.loads(previous.read_text())
+        for key, value in old.get("metrics", {}).items():
+            if key not in records:
+                records[key] = value | {"recorded_by": {k: old.get(k) for k in ("commit", "date", "command")}} \
+                    if isinstance(value, dict) and "recorded_by" not in value else value
     datasets = [f"S3-Rec {', '.join(args.datasets)} (../shared/data/s3rec)"] if "s3rec" in args.sections else []
     datasets += [f"synthetic demo lake {args.lake} ds={args.ds}"] if "synthetic" in args.sections else []
     protocols = ["S3-Rec: leave-one-out (last item TEST, second last VALID), full ranking over all items, history "
