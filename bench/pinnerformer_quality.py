@@ -286,6 +286,7 @@ def bench_synthetic(args: argparse.Namespace) -> tuple[dict, list[str]]:
                 trained[label] = {"best_epoch": result.best_epoch, "epochs": len(result.history),
                                   "seconds": round(result.seconds, 1), "users_per_s": round(result.users_per_s, 1)}
                 print(f"  {label}: best epoch {result.best_epoch}/{len(result.history)}, {result.seconds:.0f} s")
+    speed = inference_speed(lake, args.ds, pins, next(iter(loaded.values())))
     config = EvaluatePinnerFormerConfig(lake_uri=args.lake, ds=args.ds, tracking_uri="", max_users=0,
                                         ci_samples=1000)
     methods, table, cutoff = compare_methods(lake, config, pins, loaded, torch.device("cpu"))
@@ -330,7 +331,29 @@ def bench_synthetic(args: argparse.Namespace) -> tuple[dict, list[str]]:
         summary.append(f"synthetic bar {name} (Recall@10, paired bootstrap over users): {b['diff']:+.4f} "
                        f"[{b['ci_low']:+.4f}, {b['ci_high']:+.4f}]: {'met' if b['met'] else 'NOT met'}")
     records["bars"] = bars
+    records["speed"] = speed | {"training": trained}
+    summary.append(f"synthetic speed ({torch.get_num_threads()} torch threads, CPU): inference "
+                   f"{speed['users_per_s']:.0f} users/s ({speed['users']} users, M={speed['max_length']}), pin tower "
+                   f"{speed['pins_per_s']:.0f} pins/s; training " + ", ".join(
+                       f"{k}: {v['users_per_s']:.0f} users/s" for k, v in trained.items()))
     return records, summary
+
+
+def inference_speed(lake, ds: str, pins, model) -> dict:
+    """Serve-mode throughput of the user tower over every user of ``user_sequences`` ds, and of the pin tower."""
+    from embeddings.pinnerformer.data import SequenceOptions
+    from embeddings.pinnerformer.lake import read_user_sequences, sequences_from_table
+
+    seqs, _ = sequences_from_table(read_user_sequences(lake, ds), pins.pin_ids, mode="serve",
+                                   options=SequenceOptions(max_length=model.config.max_length))
+    started = time.perf_counter()
+    embed_users(model, seqs)
+    user_s = time.perf_counter() - started
+    started = time.perf_counter()
+    embed_all_pins(model)
+    pin_s = time.perf_counter() - started
+    return {"users": seqs.num_users, "max_length": model.config.max_length, "user_seconds": round(user_s, 2),
+            "users_per_s": seqs.num_users / user_s, "pins": model.num_pins, "pins_per_s": model.num_pins / pin_s}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
