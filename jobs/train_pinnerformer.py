@@ -13,6 +13,15 @@ registered model ``pinnerformer`` with the alias ``challenger`` and the tag ``pi
 ``jobs.evaluate_pinnerformer`` then decides whether it becomes ``champion``. A rerun for the same ds with
 the same inputs, code and settings finds the version it registered (tag ``training.fingerprint``) and
 registers nothing new.
+
+Across processes: ``torchrun --nproc_per_node W -m jobs.train_pinnerformer --ds ...`` trains with
+DistributedDataParallel (``embeddings.pinnerformer.distributed``: gloo on CPU, NCCL on CUDA with device
+``LOCAL_RANK``; the in-batch negatives are gathered from every process). Every process loads the same
+inputs and trains; ``--batch-size`` is per process, so the global batch is W x batch_size. Rank 0 alone
+checks the MLflow store (before anything is read; the others stop too when it fails), decides whether the
+fingerprint was already registered (every process then skips together), writes the model directory, logs
+and registers; the other ranks return without a registered version. W is recorded in the run's params
+and the model directory's metadata (``world_size``) and enters the training fingerprint when > 1.
 """
 
 from __future__ import annotations
@@ -25,9 +34,10 @@ import json
 import logging
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -37,6 +47,7 @@ import torch
 from embeddings.data.schemas import USER_SEQUENCES
 from embeddings.lake import Lake, code_version, parse_ds
 from embeddings.pinnerformer.data import SequenceOptions, UserSequences
+from embeddings.pinnerformer.distributed import destroy_process_group, init_process_group, torchrun_env, world
 from embeddings.pinnerformer.lake import read_user_sequences, sequences_from_table
 from embeddings.pinnerformer.loss import NEGATIVES, OBJECTIVES
 from embeddings.pinnerformer.model import PinnerFormer, PinnerFormerConfig, build_model
@@ -56,6 +67,8 @@ DEFAULT_LABEL_DAYS = 14.0
 # one torch thread: ~9 s per epoch, early stopping after about 8 epochs, valid recall@10 0.055.
 DEFAULT_TRAINING = TrainingOptions(batch_size=64, learning_rate=5e-3, num_random_negatives=512, num_positions=16,
                                    num_epochs=8, patience=2, valid_mode="window", eval_k=10)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -129,7 +142,11 @@ class TrainPinnerFormerConfig:
 
 @dataclass(frozen=True)
 class TrainResult:
-    """What a training run produced (``model`` is None when a registered version was found instead)."""
+    """What a training run produced (``model`` is None when a registered version was found instead).
+
+    Under torchrun every process returns one; only rank 0's names the version registered or found and the run
+    (``registered_version`` and ``run_id`` are None on the other ranks).
+    """
 
     model: PinnerFormer | None
     model_config: PinnerFormerConfig
@@ -147,6 +164,7 @@ class TrainResult:
     seconds: float
     registered_version: str | None = None
     run_id: str | None = None
+    world_size: int = 1
 
     @property
     def best_metrics(self) -> dict[str, float]:
@@ -228,13 +246,18 @@ def data_fingerprint(inputs: TrainingInputs) -> str:
     return h.hexdigest()[:16]
 
 
-def training_fingerprint(config: TrainPinnerFormerConfig, model_config: PinnerFormerConfig, data: str) -> str:
-    """sha256 (16 hex) of what determines the trained weights: inputs, model, options, code, ds."""
+def training_fingerprint(config: TrainPinnerFormerConfig, model_config: PinnerFormerConfig, data: str,
+                         world_size: int = 1) -> str:
+    """sha256 (16 hex) of what determines the trained weights: inputs, model, options, code, ds, and the number
+    of processes when more than one (the global batch is ``world_size * batch_size``; a single process's
+    fingerprint is the one it had before torchrun runs existed)."""
     document = {
         "ds": config.ds.isoformat(), "data": data, "model": model_config.to_dict(),
         "training": config.training.to_dict(), "window_days": config.window_days,
         "max_valid_users": config.max_valid_users, "code_version": code_version(),
     }
+    if world_size > 1:
+        document["world_size"] = world_size
     return hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -259,47 +282,117 @@ def model_signature(example: dict[str, np.ndarray], embedding_dim: int):
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 
+def agree(what: str, step: Callable[[], T], rank: int, world_size: int) -> T | None:
+    """Run ``step`` on this process and stop every process when it fails on any (a collective under torchrun).
+
+    Without it, a process whose step raised would exit while the others wait in the next collective until the
+    process group's timeout. The processes exchange whether their step raised: one that raised re-raises its
+    error, the others raise a RuntimeError naming the failed ranks and their errors.
+
+    Raises:
+        RuntimeError: ``step`` failed on another rank (``what`` and the ranks' errors named).
+    """
+    if world_size == 1:
+        return step()
+    value, error = None, None
+    try:
+        value = step()
+    except Exception as exc:  # noqa: BLE001 - re-raised below, after the other ranks have heard of it
+        error = exc
+    errors: list[str | None] = [None] * world_size
+    torch.distributed.all_gather_object(errors, None if error is None else f"{type(error).__name__}: {error}")
+    if error is not None:
+        raise error
+    failed = {r: message for r, message in enumerate(errors) if message is not None}
+    if failed:
+        raise RuntimeError(f"{what} failed on rank(s) {sorted(failed)} of {world_size}: {failed}; rank {rank} stops "
+                           "too")
+    return value
+
+
 def run(config: TrainPinnerFormerConfig) -> TrainResult:
     """Load the inputs of ``config.ds``, train, write the model directory, and register it.
 
+    Under torchrun (``WORLD_SIZE`` > 1) this process joins the process group (gloo on CPU, NCCL on CUDA with
+    device ``LOCAL_RANK``), trains its share of each global batch of ``WORLD_SIZE * batch_size`` users, and
+    leaves the group at the end, also on error. Rank 0 alone connects to MLflow, writes the model directory,
+    logs and registers (module docstring).
+
     Raises:
-        TrackingStoreUnavailable: the MLflow store is unreachable (before reading or training anything).
+        TrackingStoreUnavailable: the MLflow store is unreachable (before reading or training anything; under
+            torchrun on rank 0, the other ranks raising RuntimeError).
         PartitionMissingError: ``user_sequences`` or ``pin_embeddings`` of ds is missing.
         FloatingPointError: a non-finite loss or gradient (the library names the step; a checkpoint is kept).
-        RuntimeError: ``max_steps`` stopped the run before an epoch ended.
+        RuntimeError: ``max_steps`` stopped the run before an epoch ended; under torchrun, another rank failed.
     """
     from embeddings.pinsage.training import resolve_device
 
-    started = time.perf_counter()
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
+    device = resolve_device(config.device)
+    env = torchrun_env()
+    if env is None or env.world_size == 1 or world()[1] > 1:
+        # One process, or a process group its caller manages (and leaves).
+        return _run(config, device)
+    if device.type == "cuda":
+        device = torch.device("cuda", env.local_rank)  # one GPU per process, whatever --device named
+    init_process_group(env, backend="nccl" if device.type == "cuda" else "gloo")
+    try:
+        return _run(config, device)
+    finally:
+        destroy_process_group()
+
+
+def _run(config: TrainPinnerFormerConfig, device: torch.device) -> TrainResult:
+    """``run`` in this process's process group (none: one process)."""
+    started = time.perf_counter()
+    rank, world_size = world()
     client = None
     if config.tracking_uri:
         from embeddings.registry.models import newest_version_tagged
         from embeddings.registry.tracking import connect
 
-        client = connect(config.tracking_uri)  # fails now, not after training
+        # Fails now, not after training; rank 0 alone connects (the others register nothing), and agree() stops
+        # the others when it fails.
+        client = agree("connecting to the MLflow store", lambda: connect(config.tracking_uri) if rank == 0 else None,
+                       rank, world_size)
     lake = Lake(config.lake_uri)
-    device = resolve_device(config.device)
     opts = config.training
-    inputs = load_training_inputs(lake, config)
+    inputs = agree(f"loading the inputs of ds={config.ds}", lambda: load_training_inputs(lake, config), rank,
+                   world_size)
     model_config = config.model_config(inputs.pins.dim)
     data = data_fingerprint(inputs)
-    fingerprint = training_fingerprint(config, model_config, data)
+    fingerprint = training_fingerprint(config, model_config, data, world_size)
     pinsage_version = inputs.pins.model_version
-    if client is not None and (existing := newest_version_tagged(client, config.registered_model, FINGERPRINT_TAG,
-                                                                 fingerprint)):
-        log.info("%s version %s was already trained on these inputs with this code and these settings "
-                 "(tag %s=%s); not training again", config.registered_model, existing.version, FINGERPRINT_TAG,
-                 fingerprint)
+    existing = None
+    if config.tracking_uri:  # not ``client``: every rank must take part in the collectives below
+        def find_existing() -> tuple[str, str] | None:
+            if rank != 0:
+                return None
+            found = newest_version_tagged(client, config.registered_model, FINGERPRINT_TAG, fingerprint)
+            return (str(found.version), found.run_id) if found else None
+
+        existing = agree("looking up the training fingerprint", find_existing, rank, world_size)
+        if world_size > 1:  # rank 0 decides; every process skips (or trains) together
+            decision = [existing]
+            torch.distributed.broadcast_object_list(decision, src=0)
+            existing = decision[0]
+    if existing is not None:
+        version, run_id = existing
+        if rank == 0:
+            log.info("%s version %s was already trained on these inputs with this code and these settings "
+                     "(tag %s=%s); not training again", config.registered_model, version, FINGERPRINT_TAG,
+                     fingerprint)
         return TrainResult(
             model=None, model_config=model_config, config=config, history=[], best_epoch=0, stopped_early=False,
             model_dir=Path(config.model_dir), checkpoint_path=config.resolved_checkpoint_path,
             num_train_users=inputs.train.num_users, num_valid_users=inputs.valid.num_users,
             pinsage_model_version=pinsage_version, users_per_s=0.0, queries_per_s=0.0,
-            seconds=time.perf_counter() - started, registered_version=str(existing.version), run_id=existing.run_id,
+            seconds=time.perf_counter() - started, registered_version=version if rank == 0 else None,
+            run_id=run_id if rank == 0 else None, world_size=world_size,
         )
-    log.info("training PinnerFormer on %s: %d train / %d valid users, %d pins of %s, %s, %s", device,
+    log.info("training PinnerFormer on %s%s: %d train / %d valid users, %d pins of %s, %s, %s", device,
+             f" (rank {rank} of {world_size}, global batch {world_size * opts.batch_size})" if world_size > 1 else "",
              inputs.train.num_users, inputs.valid.num_users, inputs.pins.num_pins, pinsage_version, model_config, opts)
     model = build_model(model_config)
     model.attach_pin_table(torch.from_numpy(inputs.pins.vectors))
@@ -326,19 +419,24 @@ def run(config: TrainPinnerFormerConfig) -> TrainResult:
         "users_per_s": outcome.users_per_s,
         "queries_per_s": outcome.queries_per_s,
         "device": str(device),
+        "world_size": world_size,
         "training_fingerprint": fingerprint,
     }
+    result = TrainResult(
+        model=outcome.model, model_config=model_config, config=config, history=outcome.history,
+        best_epoch=outcome.best_epoch, stopped_early=outcome.stopped_early, model_dir=Path(config.model_dir),
+        checkpoint_path=config.resolved_checkpoint_path, num_train_users=inputs.train.num_users,
+        num_valid_users=inputs.valid.num_users, pinsage_model_version=pinsage_version,
+        users_per_s=outcome.users_per_s, queries_per_s=outcome.queries_per_s,
+        seconds=time.perf_counter() - started, world_size=world_size,
+    )
+    if rank != 0:  # every process holds the same weights; rank 0 writes and registers them
+        return result
     model_dir = save_model_dir(config.model_dir, outcome.model.cpu(), metadata)
     seconds = time.perf_counter() - started
     log.info("wrote %s (best epoch %d, %.0f users/s) in %.0f s", model_dir, outcome.best_epoch, outcome.users_per_s,
              seconds)
-    result = TrainResult(
-        model=outcome.model, model_config=model_config, config=config, history=outcome.history,
-        best_epoch=outcome.best_epoch, stopped_early=outcome.stopped_early, model_dir=model_dir,
-        checkpoint_path=config.resolved_checkpoint_path, num_train_users=inputs.train.num_users,
-        num_valid_users=inputs.valid.num_users, pinsage_model_version=pinsage_version,
-        users_per_s=outcome.users_per_s, queries_per_s=outcome.queries_per_s, seconds=seconds,
-    )
+    result = dataclasses.replace(result, model_dir=model_dir, seconds=seconds)
     if client is not None:
         version, run_id = register(client, result, inputs, metadata)
         result = dataclasses.replace(result, registered_version=version, run_id=run_id)
@@ -373,7 +471,7 @@ def register(client, result: TrainResult, inputs: TrainingInputs, metadata: dict
             "model": result.model_config.to_dict(), "training": config.training.to_dict(),
             "window_days": config.window_days, "label_days": inputs.label_days, "device": metadata["device"],
             "max_valid_users": config.max_valid_users, "data_fingerprint": metadata["data_fingerprint"],
-            PINSAGE_VERSION_TAG: result.pinsage_model_version,
+            PINSAGE_VERSION_TAG: result.pinsage_model_version, "world_size": metadata["world_size"],
         })
         for record in result.history:
             run.log_epoch(int(record["epoch"]), {k: v for k, v in record.items() if k != "epoch"})
@@ -410,10 +508,12 @@ def register(client, result: TrainResult, inputs: TrainingInputs, metadata: dict
     return version, run.run_id
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None) -> TrainResult:
     settings = Settings.from_env()
     defaults = DEFAULT_TRAINING
-    parser = argparse.ArgumentParser(prog="python -m jobs.train_pinnerformer", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m jobs.train_pinnerformer", description=__doc__.splitlines()[0],
+        epilog="Across processes: torchrun --nproc_per_node W -m jobs.train_pinnerformer --ds ... (rank 0 registers)")
     parser.add_argument("--ds", required=True)
     parser.add_argument("--lake-uri", default=settings.lake_uri)
     parser.add_argument("--model-dir", default=None, help="default: <var>/models/pinnerformer/ds=<ds>")
@@ -435,7 +535,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--no-log-q-correction", action="store_true")
     parser.add_argument("--num-random-negatives", type=int, default=defaults.num_random_negatives)
     parser.add_argument("--num-positions", type=int, default=defaults.num_positions)
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size,
+                        help="users per step and process: under torchrun the global batch is WORLD_SIZE x this")
     parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
     parser.add_argument("--num-epochs", type=int, default=defaults.num_epochs)
     parser.add_argument("--patience", type=int, default=defaults.patience)
@@ -445,7 +546,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="MLflow store to log and register in (default $MLFLOW_TRACKING_URI)")
     parser.add_argument("--no-register", action="store_true", help="train and write the model directory only")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    env = torchrun_env()
+    rank = f" [rank {env.rank}]" if env is not None and env.world_size > 1 else ""
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(levelname)s %(name)s{rank}: %(message)s")
     ds = parse_ds(args.ds)
     model_dir = args.model_dir or str(Path(settings.var_dir) / "models" / "pinnerformer" / f"ds={ds.isoformat()}")
     training = dataclasses.replace(
@@ -454,7 +557,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         batch_size=args.batch_size, learning_rate=args.learning_rate, num_epochs=args.num_epochs,
         patience=args.patience, seed=args.seed, max_steps=args.max_steps,
     )
-    run(TrainPinnerFormerConfig(
+    return run(TrainPinnerFormerConfig(
         lake_uri=args.lake_uri, ds=ds, model_dir=model_dir, checkpoint_path=args.checkpoint_path,
         resume=not args.no_resume, embedding_dim=args.embedding_dim, model_dim=args.model_dim,
         num_layers=args.num_layers, num_heads=args.num_heads, ff_dim=args.ff_dim, dropout=args.dropout,
