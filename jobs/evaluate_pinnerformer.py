@@ -34,6 +34,7 @@ import numpy as np
 
 from embeddings.lake import Lake, parse_ds
 from embeddings.settings import Settings
+from jobs.evaluate_pinsage import challenger_for
 
 log = logging.getLogger("jobs.evaluate_pinnerformer")
 
@@ -100,21 +101,6 @@ class EvaluateResult:
     reason: str
     table: object = field(repr=False)  # pandas DataFrame
     seconds: float = 0.0
-
-
-def challenger_for(client, name: str, ds: dt.date):
-    """The newest version of ``name`` trained for ``ds`` (tag ``ds``).
-
-    Raises:
-        LookupError: none was registered for ds (train_pinnerformer did not run or did not register).
-    """
-    from embeddings.registry.models import newest_version_tagged
-
-    version = newest_version_tagged(client, name, "ds", ds.isoformat())
-    if version is None:
-        raise LookupError(f"no version of registered model {name!r} is tagged ds={ds}; run jobs.train_pinnerformer "
-                          f"for ds={ds} first")
-    return version
 
 
 def check_pinsage_version(name: str, version, pins_version: str, where: str) -> None:
@@ -249,7 +235,7 @@ def run(config: EvaluatePinnerFormerConfig) -> EvaluateResult:
         torch.set_num_threads(config.num_threads)
     client = connect(config.tracking_uri)
     name = config.registered_model
-    challenger = challenger_for(client, name, config.ds)
+    challenger = challenger_for(client, name, config.ds, trained_by="jobs.train_pinnerformer")
     version = str(challenger.version)
     lake = Lake(config.lake_uri)
     pins = load_pin_table(lake, config.ds)

@@ -87,17 +87,17 @@ class EvaluateResult:
     seconds: float
 
 
-def challenger_for(client, name: str, ds: dt.date):
-    """The newest version of ``name`` trained for ``ds`` (tag ``ds``).
+def challenger_for(client, name: str, ds: dt.date, trained_by: str = "jobs.train_pinsage"):
+    """The newest version of ``name`` trained for ``ds`` (tag ``ds``); PinnerFormer's evaluation uses it too.
 
     Raises:
-        LookupError: none was registered for ds (train_pinsage did not run or did not register).
+        LookupError: none was registered for ds (``trained_by`` did not run or did not register).
     """
     from embeddings.registry.models import newest_version_tagged
 
     version = newest_version_tagged(client, name, "ds", ds.isoformat())
     if version is None:
-        raise LookupError(f"no version of registered model {name!r} is tagged ds={ds}; run jobs.train_pinsage "
+        raise LookupError(f"no version of registered model {name!r} is tagged ds={ds}; run {trained_by} "
                           f"for ds={ds} first")
     return version
 
