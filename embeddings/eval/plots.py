@@ -125,3 +125,38 @@ def plot_embedding_projection(
     ax.set_title(f"{title}: {len(sample)} of {len(vectors)}")
     ax.legend(markerscale=3, fontsize=7, title="label", loc="best")
     return _save(fig, path)
+
+
+def plot_recall_vs_ef(curve: Sequence[Mapping[str, float]], path: str | Path, *, target: float,
+                      selected: int | None, title: str = "index gate") -> Path:
+    """Recall@k and queries per second against efSearch (the publishing gate's sweep, one point each).
+
+    Args:
+        curve: ``{"ef_search", "recall", "qps"}`` per swept efSearch, in sweep order.
+        target: the gate's recall target (a horizontal line).
+        selected: the efSearch the gate selected (a vertical line), None when the gate failed.
+
+    Raises:
+        ValueError: an empty curve.
+    """
+    if not curve:
+        raise ValueError("plot_recall_vs_ef needs at least one point")
+    ef = np.array([p["ef_search"] for p in curve], dtype=np.float64)
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
+    ax.plot(ef, [p["recall"] for p in curve], marker="o", color="C0", label="recall@k")
+    ax.axhline(target, color="C0", linestyle=":", label=f"target {target}")
+    if selected is not None:
+        ax.axvline(selected, color="gray", linestyle="--", label=f"selected efSearch {selected}")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("efSearch")
+    ax.set_ylabel("recall@k against exact search")
+    ax.grid(alpha=0.3, which="both")
+    qps_ax = ax.twinx()
+    qps_ax.plot(ef, [p["qps"] for p in curve], marker="s", color="C1", label="queries/s")
+    qps_ax.set_ylabel("queries per second (one batch)")
+    lines = ax.get_legend_handles_labels()
+    more = qps_ax.get_legend_handles_labels()
+    ax.legend(lines[0] + more[0], lines[1] + more[1], loc="lower right", fontsize=8)
+    ax.set_title(title)
+    return _save(fig, path)

@@ -1,0 +1,153 @@
+"""Build an HNSW index over one embedding space: validate, L2-normalize, add in large batches.
+
+The published index is ``IndexIDMap2(IndexHNSWFlat(d, M, inner product))``: cosine similarity on
+L2-normalized vectors, searched and reconstructed by the pins' own int64 ids. For large corpora the
+``sq8`` variant stores each component as one byte (``IndexHNSWSQ``, 8-bit scalar quantizer): about a
+quarter of the vector memory, at some recall per efSearch.
+
+faiss parallelizes ``add`` over the vectors of one call with OpenMP, so vectors go in batches of
+``add_batch`` (default 100k): large enough for every core, small enough to log progress with a rate.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+VARIANTS = ("flat", "sq8")
+_NAMED = 5  # ids named in an error
+
+
+class IndexInputError(ValueError):
+    """The vectors of an embedding space cannot be indexed (NaN/Inf, zero norm, duplicate ids, count)."""
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    """How the HNSW graph is built. ``m``: links per node (2*m at level 0); ``ef_construction``: the beam
+    width while inserting; ``variant``: ``flat`` (float32 vectors) or ``sq8`` (8-bit scalar quantizer)."""
+
+    m: int = 32
+    ef_construction: int = 200
+    variant: str = "flat"
+    add_batch: int = 100_000
+
+    def __post_init__(self) -> None:
+        if self.m < 2:
+            raise ValueError(f"m must be at least 2 (got {self.m})")
+        if self.ef_construction < self.m:
+            raise ValueError(f"ef_construction must be at least m={self.m} (got {self.ef_construction})")
+        if self.variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {VARIANTS} (got {self.variant!r})")
+        if self.add_batch <= 0:
+            raise ValueError(f"add_batch must be positive (got {self.add_batch})")
+
+
+def validate_vectors(ids: np.ndarray, vectors: np.ndarray, what: str, *, previous_count: int | None = None,
+                     count_tolerance: float = 0.25) -> None:
+    """Refuse vectors that would make a broken index.
+
+    Args:
+        ids: (N,) int64 pin ids.
+        vectors: (N, d) float32.
+        what: the input named in errors, e.g. ``"pin_embeddings ds=2026-11-01"``.
+        previous_count: the vector count of the previously published version, if any.
+        count_tolerance: the count may differ from ``previous_count`` by at most this share of it.
+
+    Raises:
+        IndexInputError: empty input, a shape mismatch, NaN/Inf, zero-norm vectors, duplicate ids, or a
+            count outside the tolerance; the message names the input and the first offending ids.
+    """
+    if vectors.ndim != 2 or ids.ndim != 1 or len(ids) != len(vectors):
+        raise IndexInputError(f"{what}: expected (N,) ids and (N, d) vectors, got {ids.shape} and {vectors.shape}")
+    if len(ids) == 0 or vectors.shape[1] == 0:
+        raise IndexInputError(f"{what} has no vectors; refusing to publish an empty index")
+    finite = np.isfinite(vectors).all(axis=1)
+    if not finite.all():
+        bad = ids[~finite]
+        raise IndexInputError(f"{what}: {len(bad)} vectors have NaN/Inf values (pin ids {bad[:_NAMED].tolist()})")
+    norms = np.linalg.norm(vectors, axis=1)
+    zero = norms <= 1e-12
+    if zero.any():
+        bad = ids[zero]
+        raise IndexInputError(f"{what}: {len(bad)} vectors have zero norm (pin ids {bad[:_NAMED].tolist()})")
+    unique, counts = np.unique(ids, return_counts=True)
+    if len(unique) != len(ids):
+        dup = unique[counts > 1]
+        raise IndexInputError(f"{what}: {len(dup)} pin ids occur more than once ({dup[:_NAMED].tolist()})")
+    if previous_count:
+        change = abs(len(ids) - previous_count) / previous_count
+        if change > count_tolerance:
+            raise IndexInputError(
+                f"{what} has {len(ids):,} vectors against {previous_count:,} in the published version "
+                f"({change:.0%} change > tolerance {count_tolerance:.0%}); refusing to publish "
+                "(raise --count-tolerance if the corpus really changed)"
+            )
+
+
+def normalize(vectors: np.ndarray) -> np.ndarray:
+    """(N, d) float32, C-contiguous, each row scaled to unit L2 norm (a copy)."""
+    out = np.array(vectors, dtype=np.float32, order="C", copy=True)
+    faiss.normalize_L2(out)
+    return out
+
+
+def new_index(dim: int, config: IndexConfig) -> faiss.IndexIDMap2:
+    """An empty ``IndexIDMap2`` over HNSW with inner product (flat or SQ8 storage)."""
+    if config.variant == "flat":
+        hnsw = faiss.IndexHNSWFlat(dim, config.m, faiss.METRIC_INNER_PRODUCT)
+    else:
+        hnsw = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_8bit, config.m, faiss.METRIC_INNER_PRODUCT)
+    hnsw.hnsw.efConstruction = config.ef_construction
+    return faiss.IndexIDMap2(hnsw)
+
+
+def hnsw_of(index: faiss.Index) -> faiss.IndexHNSW:
+    """The HNSW index inside an ``IndexIDMap2`` (for ``efSearch`` and graph statistics)."""
+    return faiss.downcast_index(faiss.downcast_index(index).index)
+
+
+def set_ef_search(index: faiss.Index, ef_search: int) -> None:
+    hnsw_of(index).hnsw.efSearch = int(ef_search)
+
+
+def build_hnsw_index(ids: np.ndarray, unit_vectors: np.ndarray, config: IndexConfig,
+                     what: str = "vectors") -> faiss.IndexIDMap2:
+    """Build the index over already validated, unit-norm vectors.
+
+    Args:
+        ids: (N,) int64 external ids (the pins' ids).
+        unit_vectors: (N, d) float32 C-contiguous unit-norm rows.
+        config: graph parameters and variant.
+        what: named in the progress log lines.
+
+    Returns:
+        The filled index; its ``efSearch`` is left at faiss' default until the gate selects one.
+    """
+    n, dim = unit_vectors.shape
+    index = new_index(dim, config)
+    if config.variant == "sq8":
+        # The scalar quantizer learns each component's range; a sample of 100k rows is plenty.
+        sample = unit_vectors[:: max(1, n // 100_000)]
+        index.train(sample)
+    ids = np.ascontiguousarray(ids, dtype=np.int64)
+    start = time.perf_counter()
+    for lo in range(0, n, config.add_batch):
+        hi = min(n, lo + config.add_batch)
+        index.add_with_ids(unit_vectors[lo:hi], ids[lo:hi])
+        elapsed = time.perf_counter() - start
+        rate = hi / elapsed if elapsed > 0 else float("inf")
+        log.info("%s: added %d/%d vectors (%.0f/s, ETA %.0f s)", what, hi, n, rate, (n - hi) / rate)
+    return index
+
+
+def expected_memory_bytes(num_vectors: int, dim: int, m: int, bytes_per_component: int = 4) -> float:
+    """The issue's estimate of an index's resident memory: vectors, graph links at level 0 (2*m int32)
+    and above (about 10% more), and the id map (16 bytes a vector): ``n * (4d + 8m) * 1.1 + 16n``."""
+    return num_vectors * (bytes_per_component * dim + 8 * m) * 1.1 + 16 * num_vectors
