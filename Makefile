@@ -38,7 +38,11 @@ test: venv
 test-fast: venv
 	$(ENV) $(VENV)/bin/python -m pytest -p no:cacheprovider -m "not slow and not spark and not airflow and not mlflow and not postgres" $(PYTEST_ARGS)
 
-bench: venv
+$(VENV)/.bench-installed: $(STAMP)
+	$(VENV)/bin/python -m pip install -q -e '.[dev,prod,bench]' -c constraints.txt
+	@touch $@
+
+bench: venv $(VENV)/.bench-installed
 	$(ENV) for b in bench/*.py; do echo "== $$b"; $(VENV)/bin/python $$b; done
 
 # Re-resolve the full dependency set and rewrite constraints.txt (then commit it).
