@@ -119,6 +119,12 @@ STAGES: tuple[Stage, ...] = (
           timeout=dt.timedelta(hours=1), args=_env_args("EMB_PINNERFORMER_EVAL_ARGS")),
     Stage("infer_pinnerformer", "jobs.infer_pinnerformer", upstream=("evaluate_pinnerformer",),
           args=_env_args("EMB_PINNERFORMER_INFER_ARGS")),
+    # Publishing last: validated, gated faiss HNSW indexes, each space's CURRENT switched atomically. The
+    # PinSage index waits for the medoids the retrieval service pairs with it (same ds, same PinSage version).
+    Stage("publish_pinsage_index", "jobs.publish_index", upstream=("infer_pinsage", "pinnersage"),
+          args=("--space", "pinsage", *_env_args("EMB_PUBLISH_INDEX_ARGS"))),
+    Stage("publish_pinnerformer_index", "jobs.publish_index", upstream=("infer_pinnerformer",),
+          args=("--space", "pinnerformer", *_env_args("EMB_PUBLISH_INDEX_ARGS"))),
 )
 
 
@@ -159,7 +165,8 @@ with DAG(
     dag_id=DAG_ID,
     description="Nightly: validate inputs, content features, pin-board graph and PPR neighborhoods (Spark), "
     "PinSage train -> evaluate/promote -> infer with the champion -> PinnerSage user medoids (Spark) -> evaluated; "
-    "PinnerFormer sequences (Spark) -> train -> evaluate/promote -> infer with the champion.",
+    "PinnerFormer sequences (Spark) -> train -> evaluate/promote -> infer with the champion; "
+    "faiss HNSW indexes of both pin spaces gated and published last.",
     schedule="0 2 * * *",
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
     catchup=False,
@@ -186,7 +193,11 @@ each user's engaged pins on those embeddings. PinnerFormer follows the same patt
 writes the users' timelines, `train_pinnerformer` registers a `pinnerformer` challenger trained on the
 PinSage champion's `pin_embeddings`, `evaluate_pinnerformer` promotes it only beyond noise, and
 `infer_pinnerformer` embeds users and pins with the champion (refusing a PinSage version it was not
-trained on). See README.md, docs/DATA.md, docs/PINSAGE.md, docs/PINNERSAGE.md and docs/PINNERFORMER.md.
+trained on). Last, `publish_pinsage_index` and `publish_pinnerformer_index` build a faiss HNSW index of each
+pin space, gate it (recall@10 against exact search, queries per second, sanity checks), publish it as an
+immutable version and switch the space's `CURRENT` pointer, which the retrieval service (`python -m
+jobs.serve`) follows. See README.md, docs/DATA.md, docs/PINSAGE.md, docs/PINNERSAGE.md, docs/PINNERFORMER.md
+and docs/INDEX.md.
 """,
 ) as dag:
     tasks = {stage.task_id: _operator(stage) for stage in STAGES}

@@ -229,11 +229,13 @@ def publish_space(lake: Lake, store, space: str, spec: TableSpec, config: Publis
     gate_result = run_gate(index, ids, unit, gate, previous_recall=previous_recall,
                            reconstruct_tolerance=reconstruct_tolerance)
     ref = VersionRef(space, config.ds, run_id)
+    if store.is_complete(ref):  # the same run id built other inputs (a rerun after an upstream rewrite)
+        ref = VersionRef(space, config.ds, f"{run_id}-{fingerprint[:8]}")
     manifest = {
         "space": space,
         "version": ref.key,
         "ds": config.ds.isoformat(),
-        "run_id": run_id,
+        "run_id": ref.run_id,
         "count": int(len(ids)),
         "dimension": int(unit.shape[1]),
         "metric": "inner_product",

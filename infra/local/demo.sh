@@ -8,7 +8,7 @@
 # early stopping); the tiny preset's 14 days are split 8 train / 3 valid / 3 test.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
-DEMO_DS="${DEMO_DS:-2026-11-01}"
+export DEMO_DS="${DEMO_DS:-2026-11-01}"
 DEMO_SCALE="${DEMO_SCALE:-demo}"
 LOGICAL_DATE="$(python -c "import datetime as d; print((d.date.fromisoformat('$DEMO_DS') + d.timedelta(days=1)).isoformat() + 'T02:00:00+00:00')")"
 if [ "$DEMO_SCALE" = tiny ]; then
@@ -68,11 +68,29 @@ step "Models in the MLflow registry ($MLFLOW_TRACKING_URI)"
 python -m jobs.describe_registry --model pinsage
 python -m jobs.describe_registry --model pinnerformer
 
+step "Retrieval: one query of each kind against the published indexes in $EMB_INDEX_URI"
+read -r PIN USER <<<"$(python - <<'PY'
+import os
+import pyarrow.compute as pc
+from embeddings.data.schemas import PIN_EMBEDDINGS, PINNERFORMER_USER_EMBEDDINGS, USER_MEDOIDS
+from embeddings.lake import Lake
+lake, ds = Lake(os.environ["EMB_LAKE_URI"]), os.environ["DEMO_DS"]
+pin = lake.read(PIN_EMBEDDINGS, ds, columns=["pin_id"])["pin_id"][0].as_py()
+with_medoids = lake.read(USER_MEDOIDS, ds, columns=["user_id"])["user_id"]
+users = lake.read(PINNERFORMER_USER_EMBEDDINGS, ds, columns=["user_id"])["user_id"]
+print(pin, pc.min(users.filter(pc.is_in(users, with_medoids))).as_py())
+PY
+)"
+python -m jobs.serve related --pin-id "$PIN" --k 5
+python -m jobs.serve user --user-id "$USER" --k 5
+python -m jobs.serve pinnersage --user-id "$USER" --k 5
+
 cat <<MSG
 
 Done in $((SECONDS - started)) s. Full DAG log: $log
 Open the UIs (127.0.0.1 only):
   make airflow-ui   # Airflow on http://127.0.0.1:8080 (airflow standalone; login printed on start)
   make mlflow-ui    # MLflow on http://127.0.0.1:5000
+Serve the published indexes:  source infra/local/env.sh && python -m jobs.serve http --port 8765
 Rerun one day by hand:  source infra/local/env.sh && airflow dags test nightly_embeddings $LOGICAL_DATE -c '{"ds": "$DEMO_DS"}'
 MSG

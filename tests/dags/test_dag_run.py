@@ -127,6 +127,26 @@ def test_nightly_dag_runs_end_to_end(airflow_env):
     assert users.row_count > 0
     assert lake.read_manifest(PINNERFORMER_PIN_EMBEDDINGS, DS).row_count == embeddings.row_count
 
+    # Indexes: both spaces gated and published, CURRENT at today's version, served by the retrieval service.
+    from embeddings.index.publish import IndexStore
+    from embeddings.retrieval.service import Retriever
+
+    index_uri = env["EMB_VAR_DIR"] + "/indexes"
+    store = IndexStore(index_uri)
+    for space, model_version in (("pinsage", "pinsage/1"), ("pinnerformer", "pinnerformer/1")):
+        manifest = store.read_manifest(store.current(space))
+        assert manifest["ds"] == DS and manifest["model_version"] == model_version
+        assert manifest["gate"]["passed"] and manifest["gate"]["recall"] >= 0.95
+        assert manifest["run_id"].startswith("manual__")  # the Airflow run id names the version
+    index_runs = client.search_runs([client.get_experiment_by_name("indexes").experiment_id])
+    assert {r.data.tags["index.space"] for r in index_runs} == {"pinsage", "pinnerformer"}
+    retriever = Retriever(index_uri, lake_uri)
+    assert retriever.reload() and retriever.health()["refused"] == {}
+    some_pin = int(lake.read(PIN_EMBEDDINGS, DS, columns=["pin_id"])["pin_id"][0].as_py())
+    assert len(retriever.related_pins(some_pin, k=5)["results"]) == 5
+    some_user = int(lake.read(PINNERFORMER_USER_EMBEDDINGS, DS, columns=["user_id"])["user_id"][0].as_py())
+    assert retriever.user_pins(some_user, k=5)["fallback"] is None
+
 
 def test_bad_input_stops_the_run_before_any_stage(airflow_env, tmp_path):
     from embeddings.data.schemas import EVENTS, PIN_FEATURES

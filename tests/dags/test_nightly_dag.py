@@ -89,8 +89,19 @@ def test_pinnerformer_chain_trains_on_the_pinsage_champion_and_serves_the_champi
     assert dag.get_task("evaluate_pinnerformer").upstream_task_ids == {"train_pinnerformer"}
     infer = dag.get_task("infer_pinnerformer")
     assert infer.upstream_task_ids == {"evaluate_pinnerformer"}
-    assert infer.downstream_task_ids == set()
+    assert infer.downstream_task_ids == {"publish_pinnerformer_index"}
     assert "-m jobs.infer_pinnerformer" in infer.bash_command
+
+
+def test_publishing_is_last_and_waits_for_what_the_service_pairs_with_each_index(dag):
+    pinsage = dag.get_task("publish_pinsage_index")
+    assert pinsage.upstream_task_ids == {"infer_pinsage", "pinnersage"}  # medoids of the same PinSage version
+    assert "-m jobs.publish_index" in pinsage.bash_command and "--space pinsage" in pinsage.bash_command
+    pinnerformer = dag.get_task("publish_pinnerformer_index")
+    assert pinnerformer.upstream_task_ids == {"infer_pinnerformer"}
+    assert "--space pinnerformer" in pinnerformer.bash_command
+    assert {t.task_id for t in dag.tasks if not t.downstream_task_ids} == {
+        "evaluate_pinnersage", "publish_pinsage_index", "publish_pinnerformer_index"}
 
 
 def test_dag_settings(dag):
