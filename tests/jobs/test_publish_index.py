@@ -175,3 +175,15 @@ def test_the_manifest_and_gate_plot_go_to_mlflow(tmp_path):
     manifest = json.loads((tmp_path / "idx" / "pinsage" / "ds=2026-11-01" / "run-2026-11-01"
                            / "manifest.json").read_text())
     assert r.data.tags["index.sha256"] == manifest["files"]["index.faiss"]["sha256"]
+
+
+def test_the_sq8_variant_is_chosen_by_config(tmp_path):
+    lake = Lake(str(tmp_path / "lake"))
+    write_day(lake, D1)
+    [result] = run(config(tmp_path, D1, spaces=("pinsage",), variant="sq8"))
+    manifest = result.manifest
+    assert manifest["index_type"] == "IndexIDMap2(IndexHNSWSQ8)" and manifest["gate"]["passed"]
+    assert 0 < manifest["gate"]["reconstruct_max_error"] <= 2 / 255
+    [flat] = run(config(tmp_path, D1, spaces=("pinsage",), index_uri=str(tmp_path / "flat")))
+    sizes = {r.manifest["variant"]: r.manifest["files"]["index.faiss"]["size"] for r in (result, flat)}
+    assert sizes["flat"] - sizes["sq8"] == pytest.approx(600 * 16 * 3, rel=0.05)  # 1 byte a component, not 4
