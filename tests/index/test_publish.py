@@ -89,3 +89,14 @@ def test_versions_and_run_ids_are_spelled_safely():
     assert ref == VersionRef("pinsage", D1, "r1") and str(ref) == "pinsage/ds=2026-11-01/r1"
     with pytest.raises(ValueError, match="spelled ds=YYYY-MM-DD/<run_id>"):
         VersionRef.parse("pinsage", "2026-11-01")
+
+
+def test_a_remote_store_is_downloaded_into_the_cache_and_verified(tmp_path):
+    # Object storage goes through the same pyarrow filesystem calls; only fetch differs (it downloads).
+    store = IndexStore(f"file://{tmp_path / 'idx'}")
+    ref = _publish(store, tmp_path, D1)
+    store.is_local = False  # take the object-storage path on a local filesystem
+    local, manifest = store.fetch(ref, cache_dir=tmp_path / "cache")
+    assert local == tmp_path / "cache" / "pinsage" / "ds=2026-11-01" / "r1"
+    assert (local / "index.faiss").read_bytes() == b"index bytes" and set(manifest["files"]) == {"index.faiss", "ids.npy"}
+    assert store.version_uri(ref) == f"file://{tmp_path / 'idx'}/pinsage/ds=2026-11-01/r1"
