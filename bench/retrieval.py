@@ -1,6 +1,6 @@
 """Retrieval load test on loopback: latency and throughput of the three query kinds across a hot reload.
 
-    .venv/bin/python bench/retrieval.py                 # 100k pins, 20k users, at most 3 x 20,000 requests
+    .venv/bin/python bench/retrieval.py                 # 100k pins, 20k users, at most 3 x 40,000 requests
     .venv/bin/python bench/retrieval.py --quick         # 20k pins, 2k users (smoke run)
 
 Dataset: synthetic, written into a temporary lake: pins with planted topic structure (256 topics, a
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-pins", type=int, default=100_000)
     parser.add_argument("--num-users", type=int, default=20_000)
     parser.add_argument("--dim", type=int, default=64)
-    parser.add_argument("--requests-per-kind", type=int, default=20_000,
+    parser.add_argument("--requests-per-kind", type=int, default=40_000,
                         help="at most this many of each kind (the run stops earlier, --after-seconds after the "
                              "new version is served)")
     parser.add_argument("--after-seconds", type=float, default=10.0)
