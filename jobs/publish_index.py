@@ -40,6 +40,8 @@ import pyarrow.compute as pc
 
 from embeddings.data.engagement import positive_mask
 from embeddings.data.schemas import EVENTS, PIN_EMBEDDINGS, PINNERFORMER_PIN_EMBEDDINGS, TableSpec
+from embeddings.index.build import IndexInputError
+from embeddings.index.evaluate import GateConfig
 from embeddings.lake import Lake, LakeError, code_version, parse_ds
 from embeddings.settings import Settings
 
@@ -58,7 +60,7 @@ class PublishIndexConfig:
         spaces: embedding spaces to publish; an optional space (``pinnerformer``) without a partition at ds
             is skipped unless ``require_all``.
         m, ef_construction, variant: the HNSW graph (``embeddings.index.build.IndexConfig``).
-        gate: the gate's parameters (``embeddings.index.evaluate.GateConfig``).
+        gate: the gate's parameters (``embeddings.index.evaluate.GateConfig``; its defaults are the issue's).
         count_tolerance: largest relative change of the vector count against the ``CURRENT`` version.
         retention_days: keep the versions of this many most recent days (``CURRENT``'s always).
         popular_days, popular_count: the fallback list: the most engaged pins of the last days.
@@ -76,7 +78,7 @@ class PublishIndexConfig:
     m: int = 32
     ef_construction: int = 200
     variant: str = "flat"
-    gate: object = None  # GateConfig; None -> defaults (typed loosely to keep faiss out of import time)
+    gate: GateConfig = field(default_factory=GateConfig)
     count_tolerance: float = 0.25
     retention_days: int = 7
     popular_days: int = 7
@@ -118,12 +120,11 @@ def run(config: PublishIndexConfig) -> list[SpaceResult]:
     """Publish every configured space (module docstring); raises on the first space that fails."""
     import faiss
 
-    from embeddings.index.evaluate import GateConfig
     from embeddings.index.publish import IndexStore, safe_run_id
 
     if config.threads:
         faiss.omp_set_num_threads(config.threads)
-    gate = config.gate or GateConfig()
+    gate = config.gate
     lake = Lake(config.lake_uri)
     store = IndexStore(config.index_uri)
     run_id = safe_run_id(config.run_id or default_run_id())
@@ -159,7 +160,6 @@ def read_space(lake: Lake, spec: TableSpec, ds: dt.date) -> tuple[np.ndarray, np
     version_columns = [c for c in ("model_version", "pinsage_model_version") if c in spec.schema.names]
     table = lake.read(spec, ds, columns=["pin_id", "embedding", *version_columns])
     if table.num_rows == 0:
-        from embeddings.index.build import IndexInputError
         raise IndexInputError(f"{what} has no rows; refusing to publish an empty index")
     versions = {}
     for column in version_columns:
@@ -196,7 +196,7 @@ def publish_space(lake: Lake, store, space: str, spec: TableSpec, config: Publis
                   run_id: str) -> SpaceResult:
     import faiss
 
-    from embeddings.index.build import IndexConfig, build_hnsw_index, normalize, validate_vectors
+    from embeddings.index.build import IndexConfig, build_hnsw_index, normalize, set_ef_search, validate_vectors
     from embeddings.index.evaluate import GateFailed, run_gate
     from embeddings.index.publish import IDS_FILE, INDEX_FILE, POPULAR_FILE, VersionRef
 
@@ -263,7 +263,6 @@ def publish_space(lake: Lake, store, space: str, spec: TableSpec, config: Publis
                              + "; ".join(gate_result.failures) + f". Figures: {json.dumps(gate_result.to_dict())}",
                              gate_result)
         set_ef = gate_result.ef_search
-        from embeddings.index.build import set_ef_search
         set_ef_search(index, set_ef)  # stored in the file, so a loader searches at the gate's efSearch
         files = {INDEX_FILE: Path(tmp) / INDEX_FILE, IDS_FILE: Path(tmp) / IDS_FILE,
                  POPULAR_FILE: Path(tmp) / POPULAR_FILE}
@@ -349,7 +348,7 @@ def rollback(index_uri: str, space: str, version: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from embeddings.index.evaluate import DEFAULT_EF_GRID, GateConfig
+    from embeddings.index.evaluate import DEFAULT_EF_GRID
 
     settings = Settings.from_env()
     parser = argparse.ArgumentParser(prog="python -m jobs.publish_index", description=__doc__.splitlines()[0])

@@ -187,3 +187,11 @@ def test_the_sq8_variant_is_chosen_by_config(tmp_path):
     [flat] = run(config(tmp_path, D1, spaces=("pinsage",), index_uri=str(tmp_path / "flat")))
     sizes = {r.manifest["variant"]: r.manifest["files"]["index.faiss"]["size"] for r in (result, flat)}
     assert sizes["flat"] - sizes["sq8"] == pytest.approx(600 * 16 * 3, rel=0.05)  # 1 byte a component, not 4
+
+
+def test_an_empty_partition_is_refused_by_name(tmp_path):
+    lake = Lake(str(tmp_path / "lake"))
+    lake.write(PIN_EMBEDDINGS, PIN_EMBEDDINGS.schema.empty_table(), D1)
+    with pytest.raises(IndexInputError, match=r"pin_embeddings \(ds=2026-11-01\).* has no rows; refusing to publish"):
+        run(config(tmp_path, D1, spaces=("pinsage",)))
+    assert IndexStore(str(tmp_path / "idx")).current("pinsage") is None
