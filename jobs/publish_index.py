@@ -24,6 +24,7 @@ Rollback: ``python -m jobs.publish_index --space pinsage --rollback-to ds=2026-1
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -35,14 +36,25 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import faiss
 import numpy as np
-import pyarrow.compute as pc
 
 from embeddings.data.engagement import positive_mask
 from embeddings.data.schemas import EVENTS, PIN_EMBEDDINGS, PINNERFORMER_PIN_EMBEDDINGS, TableSpec
-from embeddings.index.build import IndexInputError
-from embeddings.index.evaluate import GateConfig
-from embeddings.lake import Lake, LakeError, code_version, parse_ds
+from embeddings.data.vectors import single_value, vector_matrix
+from embeddings.eval.plots import plot_recall_vs_ef
+from embeddings.index.build import (
+    IndexConfig,
+    IndexInputError,
+    build_hnsw_index,
+    normalize,
+    set_ef_search,
+    validate_vectors,
+)
+from embeddings.index.evaluate import DEFAULT_EF_GRID, GateConfig, GateFailed, run_gate
+from embeddings.index.publish import IDS_FILE, INDEX_FILE, POPULAR_FILE, IndexStore, VersionRef, safe_run_id
+from embeddings.lake import MANIFEST_NAME, Lake, code_version, parse_ds
+from embeddings.registry.tracking import connect, lineage_tags, start_run
 from embeddings.settings import Settings
 
 log = logging.getLogger("jobs.publish_index")
@@ -118,10 +130,6 @@ def default_run_id(env: dict | None = None) -> str:
 
 def run(config: PublishIndexConfig) -> list[SpaceResult]:
     """Publish every configured space (module docstring); raises on the first space that fails."""
-    import faiss
-
-    from embeddings.index.publish import IndexStore, safe_run_id
-
     if config.threads:
         faiss.omp_set_num_threads(config.threads)
     gate = config.gate
@@ -161,17 +169,8 @@ def read_space(lake: Lake, spec: TableSpec, ds: dt.date) -> tuple[np.ndarray, np
     table = lake.read(spec, ds, columns=["pin_id", "embedding", *version_columns])
     if table.num_rows == 0:
         raise IndexInputError(f"{what} has no rows; refusing to publish an empty index")
-    versions = {}
-    for column in version_columns:
-        values = pc.unique(table[column]).to_pylist()
-        if len(values) != 1:
-            raise LakeError(f"{what} mixes {column}s {sorted(values)[:5]}; one index serves one model version")
-        versions[column] = values[0]
-    lengths = pc.unique(pc.list_value_length(table["embedding"])).to_pylist()
-    if len(lengths) != 1:
-        raise LakeError(f"{what} has embeddings of several lengths {sorted(lengths)[:5]}")
-    flat = table["embedding"].combine_chunks().flatten().to_numpy(zero_copy_only=False)
-    vectors = np.asarray(flat, dtype=np.float32).reshape(table.num_rows, lengths[0])
+    versions = {column: single_value(table, column, what) for column in version_columns}
+    vectors = vector_matrix(table["embedding"], what)
     ids = table["pin_id"].to_numpy().astype(np.int64)
     return ids, vectors, versions
 
@@ -194,12 +193,6 @@ def popular_pins(lake: Lake, ds: dt.date, days: int, count: int, indexed: np.nda
 
 def publish_space(lake: Lake, store, space: str, spec: TableSpec, config: PublishIndexConfig, gate,
                   run_id: str) -> SpaceResult:
-    import faiss
-
-    from embeddings.index.build import IndexConfig, build_hnsw_index, normalize, set_ef_search, validate_vectors
-    from embeddings.index.evaluate import GateFailed, run_gate
-    from embeddings.index.publish import IDS_FILE, INDEX_FILE, POPULAR_FILE, VersionRef
-
     start = time.perf_counter()
     index_config = IndexConfig(m=config.m, ef_construction=config.ef_construction, variant=config.variant)
     removed = [str(r) for r in store.clean_incomplete(space)]
@@ -249,7 +242,7 @@ def publish_space(lake: Lake, store, space: str, spec: TableSpec, config: Publis
         "gate_config": asdict(gate),
         "build_seconds": round(build_seconds, 3),
         "source": {"table": spec.name, "ds": config.ds.isoformat(), **versions,
-                   "manifest": lake.partition_path(spec, config.ds) + "/_manifest.json"},
+                   "manifest": f"{lake.partition_path(spec, config.ds)}/{MANIFEST_NAME}"},
         "model_version": model_version,
         "build_fingerprint": fingerprint,
         "code_version": code_version(),
@@ -285,19 +278,9 @@ def _key(ref) -> str | None:
     return ref.key if ref is not None else None
 
 
-class _NoRun:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
-
-
 def _tracked_run(config: PublishIndexConfig, space: str, manifest: dict):
     if not config.tracking_uri:
-        return _NoRun()
-    from embeddings.registry.tracking import connect, lineage_tags, start_run
-
+        return contextlib.nullcontext()
     client = connect(config.tracking_uri)
     tags = {**lineage_tags(ds=config.ds.isoformat(), input_manifests={manifest["source"]["table"]:
                                                                          manifest["source"]["manifest"]}),
@@ -310,8 +293,6 @@ def _tracked_run(config: PublishIndexConfig, space: str, manifest: dict):
 def _log_gate(tracked, tmp: str, space: str, result, gate, manifest: dict) -> None:
     if tracked is None:
         return
-    from embeddings.eval.plots import plot_recall_vs_ef
-
     tracked.log_params({"space": space, "variant": manifest["variant"], "m": manifest["m"],
                         "ef_construction": manifest["ef_construction"], "count": manifest["count"],
                         "dimension": manifest["dimension"], "gate": asdict(gate)})
@@ -339,8 +320,6 @@ def _log_published(tracked, tmp: str, store, ref, manifest: dict, moved: bool) -
 
 def rollback(index_uri: str, space: str, version: str) -> None:
     """Point ``space``'s ``CURRENT`` at an older complete version (the forced move)."""
-    from embeddings.index.publish import IndexStore, VersionRef
-
     store = IndexStore(index_uri)
     ref = VersionRef.parse(space, version)
     store.fetch(ref)  # refuse a version whose files do not match its manifest
@@ -348,8 +327,6 @@ def rollback(index_uri: str, space: str, version: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from embeddings.index.evaluate import DEFAULT_EF_GRID
-
     settings = Settings.from_env()
     parser = argparse.ArgumentParser(prog="python -m jobs.publish_index", description=__doc__.splitlines()[0])
     parser.add_argument("--ds", help="the partition to publish (required unless --rollback-to)")

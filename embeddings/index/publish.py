@@ -146,13 +146,7 @@ class IndexStore:
                 done = self.is_complete(ref)
                 if complete is None or done == complete:
                     refs.append(ref)
-        return sorted(refs, key=lambda r: (r.ds, self._created_at(r) if complete else "", r.run_id))
-
-    def _created_at(self, ref: VersionRef) -> str:
-        try:
-            return str(self.read_manifest(ref).get("created_at", ""))
-        except IndexStoreError:
-            return ""
+        return sorted(refs)
 
     def is_complete(self, ref: VersionRef) -> bool:
         return self._exists(_join(self.version_path(ref), SUCCESS_FILE))

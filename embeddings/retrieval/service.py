@@ -27,7 +27,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -36,6 +35,7 @@ import numpy as np
 import pyarrow.compute as pc
 
 from embeddings.data.schemas import PINNERFORMER_USER_EMBEDDINGS, USER_MEDOIDS, USER_SEQUENCES
+from embeddings.data.vectors import single_value, vector_matrix
 from embeddings.index.publish import IDS_FILE, INDEX_FILE, POPULAR_FILE, IndexStore, VersionRef
 from embeddings.lake import Lake, LakeError
 from embeddings.pinnersage.retrieval import interleave_lists
@@ -124,13 +124,6 @@ class Snapshot:
         return {space: loaded.ref.key for space, loaded in self.indexes.items()}
 
 
-def _unique_value(table, column: str, what: str) -> str:
-    values = pc.unique(table[column]).to_pylist()
-    if len(values) != 1:
-        raise LakeError(f"{what} mixes {column}s {sorted(values)[:5]}")
-    return values[0]
-
-
 class Retriever:
     """Serves the ``CURRENT`` versions of the index store, paired with the lake's user tables."""
 
@@ -216,17 +209,18 @@ class Retriever:
                                columns=["user_id", "embedding", "model_version", "pinsage_model_version"])
         if table.num_rows == 0:
             return None, f"{what} is empty", False
-        version = _unique_value(table, "model_version", what)
-        pinsage_version = _unique_value(table, "pinsage_model_version", what)
+        version = single_value(table, "model_version", what)
+        pinsage_version = single_value(table, "pinsage_model_version", what)
         index_pinsage = loaded.manifest["source"].get("pinsage_model_version")
         if version != loaded.model_version or (index_pinsage and pinsage_version != index_pinsage):
             why = (f"refusing to pair user embeddings of {version} (on {pinsage_version}) from {what} with the "
                    f"pin index {loaded.ref} of {loaded.model_version} (on {index_pinsage})")
             log.error(why)
             return None, why, True
-        dim = loaded.manifest["dimension"]
-        vectors = np.asarray(table["embedding"].combine_chunks().flatten().to_numpy(zero_copy_only=False),
-                             dtype=np.float32).reshape(table.num_rows, dim)
+        vectors = vector_matrix(table["embedding"], what)
+        if vectors.shape[1] != loaded.manifest["dimension"]:
+            raise LakeError(f"{what} has {vectors.shape[1]}-dimensional users, the pin index {loaded.ref} "
+                            f"{loaded.manifest['dimension']}")
         user_ids = table["user_id"].to_numpy().astype(np.int64)
         order = np.argsort(user_ids)
         seen: dict[int, np.ndarray] = {}
@@ -249,7 +243,7 @@ class Retriever:
                                                           "pinsage_model_version"])
         if table.num_rows == 0:
             return None, f"{what} is empty", False
-        version = _unique_value(table, "pinsage_model_version", what)
+        version = single_value(table, "pinsage_model_version", what)
         if version != loaded.model_version:
             why = (f"refusing to pair medoids computed on {version} ({what}) with the pin index {loaded.ref} "
                    f"of {loaded.model_version}")
@@ -284,11 +278,22 @@ class Retriever:
             self._watcher.join(timeout=5)
 
     # ---- queries ---------------------------------------------------------------------------------
-    def related_pins(self, pin_id: int, k: int = 10) -> dict:
-        """The ``k`` nearest pins of a pin in the PinSage space (itself excluded)."""
+    def _open(self, kind: str, space: str, k: int) -> tuple[int, Snapshot, LoadedIndex]:
+        """The checked ``k``, the snapshot this request reads from start to end, and its index of ``space``.
+
+        Raises:
+            ValueError: ``k`` out of range. NotLoaded: nothing or no such space is served.
+            VersionRefused: this query kind's user side was refused at load.
+        """
         k = _check_k(k)
         snap = self.snapshot
-        loaded = _space(snap, "pinsage")
+        if kind in snap.refusals:
+            raise VersionRefused(snap.refusals[kind])
+        return k, snap, _space(snap, space)
+
+    def related_pins(self, pin_id: int, k: int = 10) -> dict:
+        """The ``k`` nearest pins of a pin in the PinSage space (itself excluded)."""
+        k, _, loaded = self._open("related_pins", "pinsage", k)
         if not loaded.contains(pin_id):
             raise NotFound(f"pin {pin_id} is not in the pinsage index {loaded.ref} ({len(loaded.sorted_ids):,} pins)")
         query = loaded.index.reconstruct(int(pin_id)).reshape(1, -1)
@@ -298,11 +303,7 @@ class Retriever:
 
     def user_pins(self, user_id: int, k: int = 10) -> dict:
         """The ``k`` pins nearest a user's PinnerFormer embedding, the user's seen pins excluded."""
-        k = _check_k(k)
-        snap = self.snapshot
-        if "user_pins" in snap.refusals:
-            raise VersionRefused(snap.refusals["user_pins"])
-        loaded = _space(snap, "pinnerformer")
+        k, snap, loaded = self._open("user_pins", "pinnerformer", k)
         users = snap.users
         pos = np.searchsorted(users.user_ids, user_id) if users is not None else 0
         if users is None or pos >= len(users.user_ids) or users.user_ids[pos] != user_id:
@@ -317,11 +318,7 @@ class Retriever:
 
     def pinnersage(self, user_id: int, k: int = 10) -> dict:
         """PinnerSage: one search per top medoid (at most 3), blended by the clusters' importance."""
-        k = _check_k(k)
-        snap = self.snapshot
-        if "pinnersage" in snap.refusals:
-            raise VersionRefused(snap.refusals["pinnersage"])
-        loaded = _space(snap, "pinsage")
+        k, snap, loaded = self._open("pinnersage", "pinsage", k)
         entry = snap.medoids.by_user.get(int(user_id)) if snap.medoids is not None else None
         if entry is None:
             reason = snap.notes.get("pinnersage") or f"user {user_id} has no medoids at ds={loaded.ref.ds}"
@@ -394,12 +391,3 @@ def _fallback(kind: str, query: dict, loaded: LoadedIndex, k: int, reason: str) 
     response["fallback_reason"] = reason
     return response
 
-
-def wait_for(predicate, timeout_s: float, interval_s: float = 0.05) -> bool:
-    """Poll ``predicate`` until it is true or ``timeout_s`` passes (tests and the load bench)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval_s)
-    return predicate()

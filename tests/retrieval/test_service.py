@@ -1,6 +1,7 @@
 import datetime as dt
 import json
 import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -9,12 +10,22 @@ import pytest
 
 from embeddings.index.evaluate import GateConfig
 from embeddings.retrieval.http import make_server
-from embeddings.retrieval.service import NotFound, Retriever, VersionRefused, wait_for
+from embeddings.retrieval.service import NotFound, Retriever, VersionRefused
 from jobs import serve
 from jobs.publish_index import PublishIndexConfig, run
 from tests.retrieval.lake_fixture import D1, USERS, build_lake
 
 D2 = D1 + dt.timedelta(days=1)
+
+
+def wait_for(predicate, timeout_s: float, interval_s: float = 0.05) -> bool:
+    """Poll ``predicate`` until it is true or ``timeout_s`` passes."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval_s)
+    return predicate()
 
 
 @pytest.fixture
