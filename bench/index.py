@@ -18,15 +18,20 @@ Ground truth: the exact top-10 of each query by inner product (``faiss.IndexFlat
 In one run, on the same vectors and the same thread count T (``faiss.omp_set_num_threads(T)``, hnswlib's
 ``num_threads=T``), with the same M and efConstruction (the nightly job's: 32, 200):
 
-1. build: the published index by ``embeddings.index.build.build_hnsw_index``
-   (``IndexIDMap2(IndexHNSWFlat(d, M, inner product))``) and ``hnswlib.Index(space="ip")`` (``add_items``
-   in blocks of 100k so progress can be logged); wall seconds of each.
+1. build: the published index by ``embeddings.index.build`` (``IndexIDMap2(IndexHNSWFlat(d, M, inner
+   product))``, then its nodes renumbered for cache locality, ``reorder_for_locality``) and
+   ``hnswlib.Index(space="ip")`` (``add_items`` in blocks of 100k so progress can be logged); wall seconds
+   of each. The faiss index is built once with ``reorder="none"`` and kept as a third contender,
+   "faiss, insertion order" (the same graph before renumbering; what the published index was before
+   the reorder); a copy is renumbered, timed apart: the published index's build time is the sum, exactly
+   what ``build_hnsw_index`` with the default ``reorder="rcm"`` does.
 2. recall-QPS: efSearch swept over a grid (10..1024); after one untimed warm-up batch each, at each point
-   every query goes in ONE batch, timed best of ``repeats`` (3), the two libraries interleaved so machine noise hits both alike; recall@10 against the
+   every query goes in ONE batch, timed best of ``repeats`` (3), the contenders interleaved so machine noise hits all alike; recall@10 against the
    exact top-10. A library stops sweeping once its recall reaches ``stop_recall`` (0.999): further points
    cannot move the comparison. At equal recall (0.95, 0.97, 0.99, where both reach it) each library's QPS
    is interpolated between the two sweep points around the target, log-QPS linear in recall; the bar is
-   faiss / hnswlib >= 0.75 at recall 0.95. The ratio at equal efSearch is reported as well.
+   faiss / hnswlib >= 0.75 at recall 0.95 for the published index (the insertion-order ratio is reported
+   next to it). The ratio at equal efSearch is reported as well.
 3. memory: the faiss index is written with ``faiss.write_index``; a FRESH interpreter
    (``python bench/index.py --measure-load PATH``) imports faiss and numpy, reads VmRSS, calls
    ``faiss.read_index``, reads VmRSS again: the delta is compared with the issue's formula
@@ -150,13 +155,24 @@ def exact_top_k(corpus: np.ndarray, ids: np.ndarray, queries: np.ndarray, k: int
 
 
 def build_faiss(ids: np.ndarray, vectors: np.ndarray, config: IndexBenchConfig):
-    """The published index, built by the library; returns (index, wall seconds)."""
-    from embeddings.index.build import IndexConfig, build_hnsw_index
+    """(published index, insertion-order index, build seconds, reorder seconds), built by the library.
+
+    The insertion-order index is ``build_hnsw_index(reorder="none")``; the published one is a copy of it
+    renumbered by ``reorder_for_locality``, which is what ``build_hnsw_index``'s default ``reorder="rcm"``
+    runs after the adds.
+    """
+    import faiss
+
+    from embeddings.index.build import IndexConfig, build_hnsw_index, reorder_for_locality
 
     start = time.perf_counter()
-    index = build_hnsw_index(ids, vectors, IndexConfig(m=config.m, ef_construction=config.ef_construction),
-                             what="faiss")
-    return index, time.perf_counter() - start
+    plain = build_hnsw_index(ids, vectors, IndexConfig(m=config.m, ef_construction=config.ef_construction,
+                                                       reorder="none"), what="faiss")
+    build_s = time.perf_counter() - start
+    published = faiss.deserialize_index(faiss.serialize_index(plain))
+    start = time.perf_counter()
+    reorder_for_locality(published)
+    return published, plain, build_s, time.perf_counter() - start
 
 
 def build_hnswlib(ids: np.ndarray, vectors: np.ndarray, config: IndexBenchConfig):
@@ -193,14 +209,18 @@ def search_hnswlib(index, queries: np.ndarray, k: int, ef: int, threads: int) ->
     return labels.astype(np.int64), time.perf_counter() - start
 
 
-def sweep(faiss_index, hnsw_index, queries: np.ndarray, exact: np.ndarray,
+PLAIN = "faiss_insertion_order"
+
+
+def sweep(faiss_index, plain_index, hnsw_index, queries: np.ndarray, exact: np.ndarray,
           config: IndexBenchConfig) -> dict[str, list[dict]]:
-    """Recall@k and QPS (best of ``repeats`` one-batch runs) per efSearch, the two libraries interleaved."""
+    """Recall@k and QPS (best of ``repeats`` one-batch runs) per efSearch, the contenders interleaved."""
     from embeddings.index.evaluate import recall_at_k
 
-    curves: dict[str, list[dict]] = {"faiss": [], "hnswlib": []}
+    curves: dict[str, list[dict]] = {"faiss": [], PLAIN: [], "hnswlib": []}
     searchers = {
         "faiss": lambda ef: search_faiss(faiss_index, queries, config.k, ef),
+        PLAIN: lambda ef: search_faiss(plain_index, queries, config.k, ef),
         "hnswlib": lambda ef: search_hnswlib(hnsw_index, queries, config.k, ef, config.threads),
     }
     for lib in curves:  # one untimed batch each first: page the graph in, start the thread pools
@@ -220,7 +240,7 @@ def sweep(faiss_index, hnsw_index, queries: np.ndarray, exact: np.ndarray,
                      "qps": len(queries) / max(min(seconds[lib]), 1e-9), "seconds": seconds[lib]}
             curves[lib].append(point)
         print("  efSearch %5d: " % ef + "   ".join(
-            f"{lib} recall@{config.k} {curves[lib][-1]['recall']:.4f} {curves[lib][-1]['qps']:>9,.0f} q/s"
+            f"{lib} r@{config.k} {curves[lib][-1]['recall']:.4f} {curves[lib][-1]['qps']:>9,.0f} q/s"
             for lib in active), flush=True)
     return curves
 
@@ -242,17 +262,17 @@ def qps_at_recall(curve: Sequence[dict], target: float) -> dict | None:
     return None
 
 
-def compare(curves: dict[str, list[dict]]) -> tuple[dict, list[dict]]:
-    """Ratios faiss / hnswlib at equal recall (per target) and at equal efSearch."""
+def compare(curves: dict[str, list[dict]], lib: str = "faiss") -> tuple[dict, list[dict]]:
+    """Ratios ``lib`` / hnswlib at equal recall (per target) and at equal efSearch."""
     at_recall = {}
     for target in TARGETS:
-        f, h = qps_at_recall(curves["faiss"], target), qps_at_recall(curves["hnswlib"], target)
+        f, h = qps_at_recall(curves[lib], target), qps_at_recall(curves["hnswlib"], target)
         at_recall[f"{target:.2f}"] = {"faiss": f, "hnswlib": h,
                                       "ratio": f["qps"] / h["qps"] if f and h else None}
     hnsw_by_ef = {p["ef_search"]: p for p in curves["hnswlib"]}
     at_ef = [{"ef_search": p["ef_search"], "faiss_recall": p["recall"], "hnswlib_recall": hnsw_by_ef[p["ef_search"]]["recall"],
               "ratio": p["qps"] / hnsw_by_ef[p["ef_search"]]["qps"]}
-             for p in curves["faiss"] if p["ef_search"] in hnsw_by_ef]
+             for p in curves[lib] if p["ef_search"] in hnsw_by_ef]
     return at_recall, at_ef
 
 
@@ -371,23 +391,28 @@ def run(config: IndexBenchConfig) -> dict:
     print(f"  generated in {data_s:.1f} s; exact top-{config.k} in {exact_s:.1f} s", flush=True)
 
     print(f"== 1. build, M={config.m}, efConstruction={config.ef_construction}", flush=True)
-    faiss_index, faiss_build_s = build_faiss(ids, corpus, config)
-    print(f"  faiss: {faiss_build_s:.1f} s ({n / faiss_build_s:,.0f} vectors/s)", flush=True)
+    faiss_index, plain_index, plain_build_s, reorder_s = build_faiss(ids, corpus, config)
+    faiss_build_s = plain_build_s + reorder_s
+    print(f"  faiss: {faiss_build_s:.1f} s ({n / faiss_build_s:,.0f} vectors/s): {plain_build_s:.1f} s adding, "
+          f"{reorder_s:.1f} s renumbering", flush=True)
     hnsw_index, hnsw_build_s = build_hnswlib(ids, corpus, config)
     print(f"  hnswlib: {hnsw_build_s:.1f} s ({n / hnsw_build_s:,.0f} vectors/s)", flush=True)
 
     print(f"== 2. recall-QPS sweep, {config.num_queries:,} queries in one batch, best of {config.repeats}",
           flush=True)
-    curves = sweep(faiss_index, hnsw_index, queries, exact, config)
+    curves = sweep(faiss_index, plain_index, hnsw_index, queries, exact, config)
     at_recall, at_ef = compare(curves)
+    plain_at_recall, plain_at_ef = compare(curves, PLAIN)
     for target, row in at_recall.items():
         if row["ratio"] is None:
             print(f"  recall {target}: not reached by " + " and ".join(lib for lib in ("faiss", "hnswlib")
                                                                       if row[lib] is None))
         else:
+            plain = plain_at_recall[target]["ratio"]
             print(f"  recall {target}: faiss {row['faiss']['qps']:,.0f} q/s, hnswlib {row['hnswlib']['qps']:,.0f} "
-                  f"q/s: ratio {row['ratio']:.2f}")
-    del hnsw_index
+                  f"q/s: ratio {row['ratio']:.2f} (insertion order: "
+                  + (f"{plain:.2f})" if plain is not None else "not reached)"))
+    del hnsw_index, plain_index
 
     print("== 3. memory of a fresh process that loads the faiss index", flush=True)
     path = Path(config.work_dir) / f"faiss_hnsw_n{n}_d{d}_m{config.m}.index"
@@ -421,10 +446,13 @@ def run(config: IndexBenchConfig) -> dict:
     return {
         "data_s": data_s,
         "exact_s": exact_s,
-        "build_s": {"faiss": faiss_build_s, "hnswlib": hnsw_build_s},
+        "build_s": {"faiss": faiss_build_s, "hnswlib": hnsw_build_s, "faiss_adding": plain_build_s,
+                    "faiss_reorder": reorder_s},
         "curves": curves,
         "at_recall": at_recall,
         "at_ef": at_ef,
+        "insertion_order_at_recall": plain_at_recall,
+        "insertion_order_at_ef": plain_at_ef,
         "memory": memory,
     }
 
@@ -442,7 +470,9 @@ def summarize(config: IndexBenchConfig, result: dict) -> tuple[dict, list[str]]:
         "faiss_qps_at_recall_0.95": bar["faiss"]["qps"] if bar["faiss"] else None,
         "hnswlib_qps_at_recall_0.95": bar["hnswlib"]["qps"] if bar["hnswlib"] else None,
         "speed_bar_met": met_speed,
+        "qps_ratio_at_recall_0.95_insertion_order": result["insertion_order_at_recall"][f"{BAR_RECALL:.2f}"]["ratio"],
         "faiss_build_s": build["faiss"],
+        "faiss_reorder_s": build["faiss_reorder"],
         "hnswlib_build_s": build["hnswlib"],
         "memory_rss_delta_bytes": mem["rss_delta_bytes"],
         "memory_formula_bytes": mem["formula_bytes"],
@@ -468,7 +498,10 @@ def summarize(config: IndexBenchConfig, result: dict) -> tuple[dict, list[str]]:
         lines.append("faiss/hnswlib QPS at other equal recalls: " + ", ".join(others))
     lines.append("faiss/hnswlib QPS at equal efSearch: " + ", ".join(
         f"{p['ef_search']}: {p['ratio']:.2f}" for p in result["at_ef"]))
-    lines.append(f"build ({config.threads} thread(s)): faiss {build['faiss']:.1f} s, hnswlib {build['hnswlib']:.1f} s "
+    lines.append("the same faiss graph in insertion order (before renumbering), / hnswlib at equal recall: " + ", ".join(
+        f"{t}: {row['ratio']:.2f}" for t, row in result["insertion_order_at_recall"].items() if row["ratio"] is not None))
+    lines.append(f"build ({config.threads} thread(s)): faiss {build['faiss']:.1f} s ({build['faiss_adding']:.1f} s adding, "
+                 f"{build['faiss_reorder']:.1f} s renumbering), hnswlib {build['hnswlib']:.1f} s "
                  f"({build['faiss'] / build['hnswlib']:.2f}x)")
     lines.append(
         f"memory of a fresh process loading the faiss index: {mem['rss_delta_bytes'] / 2**20:,.1f} MiB RSS delta vs "
@@ -529,9 +562,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         command="python bench/index.py" + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:])),
         dataset=dataset,
         protocol=(f"same vectors, M={config.m}, efConstruction={config.ef_construction}, {config.threads} thread(s) "
-                  f"for both (faiss {faiss.__version__} via embeddings.index.build, hnswlib "
+                  f"for all (faiss {faiss.__version__} via embeddings.index.build, hnswlib "
                   f"{getattr(hnswlib, '__version__', '0.8.0')}); recall@{config.k} vs exact inner-product top-{config.k}; "
-                  f"QPS: all queries in one batch, best of {config.repeats}, libraries interleaved; equal-recall QPS "
+                  f"QPS: all queries in one batch, best of {config.repeats}, contenders interleaved; equal-recall QPS "
                   "interpolated log-linearly between sweep points; memory: VmRSS delta of a fresh process around "
                   "faiss.read_index"),
         config=asdict(config),

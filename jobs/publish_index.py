@@ -44,6 +44,7 @@ from embeddings.data.schemas import EVENTS, PIN_EMBEDDINGS, PINNERFORMER_PIN_EMB
 from embeddings.data.vectors import single_value, vector_matrix
 from embeddings.eval.plots import plot_recall_vs_ef
 from embeddings.index.build import (
+    REORDERS,
     IndexConfig,
     IndexInputError,
     build_hnsw_index,
@@ -71,7 +72,8 @@ class PublishIndexConfig:
         lake_uri, index_uri, tracking_uri, artifacts_uri: where to read, publish and log.
         spaces: embedding spaces to publish; an optional space (``pinnerformer``) without a partition at ds
             is skipped unless ``require_all``.
-        m, ef_construction, variant: the HNSW graph (``embeddings.index.build.IndexConfig``).
+        m, ef_construction, variant, reorder: the HNSW graph and its node order
+            (``embeddings.index.build.IndexConfig``).
         gate: the gate's parameters (``embeddings.index.evaluate.GateConfig``; its defaults are the issue's).
         count_tolerance: largest relative change of the vector count against the ``CURRENT`` version.
         retention_days: keep the versions of this many most recent days (``CURRENT``'s always).
@@ -90,6 +92,7 @@ class PublishIndexConfig:
     m: int = 32
     ef_construction: int = 200
     variant: str = "flat"
+    reorder: str = "rcm"
     gate: GateConfig = field(default_factory=GateConfig)
     count_tolerance: float = 0.25
     retention_days: int = 7
@@ -194,7 +197,8 @@ def popular_pins(lake: Lake, ds: dt.date, days: int, count: int, indexed: np.nda
 def publish_space(lake: Lake, store, space: str, spec: TableSpec, config: PublishIndexConfig, gate,
                   run_id: str) -> SpaceResult:
     start = time.perf_counter()
-    index_config = IndexConfig(m=config.m, ef_construction=config.ef_construction, variant=config.variant)
+    index_config = IndexConfig(m=config.m, ef_construction=config.ef_construction, variant=config.variant,
+                               reorder=config.reorder)
     removed = [str(r) for r in store.clean_incomplete(space)]
     what = lake.describe(spec, config.ds)
     fingerprint = build_fingerprint(source_fingerprint(lake, spec, config.ds), index_config, gate)
@@ -237,6 +241,7 @@ def publish_space(lake: Lake, store, space: str, spec: TableSpec, config: Publis
         "variant": config.variant,
         "m": config.m,
         "ef_construction": config.ef_construction,
+        "reorder": config.reorder,
         "ef_search": gate_result.ef_search,
         "gate": gate_result.to_dict(),
         "gate_config": asdict(gate),
@@ -260,7 +265,7 @@ def publish_space(lake: Lake, store, space: str, spec: TableSpec, config: Publis
         files = {INDEX_FILE: Path(tmp) / INDEX_FILE, IDS_FILE: Path(tmp) / IDS_FILE,
                  POPULAR_FILE: Path(tmp) / POPULAR_FILE}
         faiss.write_index(index, str(files[INDEX_FILE]))
-        np.save(files[IDS_FILE], ids)
+        np.save(files[IDS_FILE], faiss.vector_to_array(faiss.downcast_index(index).id_map))  # by position
         np.save(files[POPULAR_FILE], popular_pins(lake, config.ds, config.popular_days, config.popular_count, ids))
         written = store.publish(ref, files, manifest)
         moved = store.switch_current(ref)
@@ -293,8 +298,8 @@ def _tracked_run(config: PublishIndexConfig, space: str, manifest: dict):
 def _log_gate(tracked, tmp: str, space: str, result, gate, manifest: dict) -> None:
     if tracked is None:
         return
-    tracked.log_params({"space": space, "variant": manifest["variant"], "m": manifest["m"],
-                        "ef_construction": manifest["ef_construction"], "count": manifest["count"],
+    tracked.log_params({"space": space, "variant": manifest["variant"], "reorder": manifest["reorder"],
+                        "m": manifest["m"], "ef_construction": manifest["ef_construction"], "count": manifest["count"],
                         "dimension": manifest["dimension"], "gate": asdict(gate)})
     for point in result.curve:
         tracked.log_metrics({"gate_recall": point["recall"], "gate_qps": point["qps"]}, step=point["ef_search"])
@@ -340,6 +345,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--ef-construction", type=int, default=200)
     parser.add_argument("--variant", choices=("flat", "sq8"), default="flat",
                         help="sq8: 8-bit scalar-quantized vectors for large corpora")
+    parser.add_argument("--reorder", choices=REORDERS, default="rcm",
+                        help="rcm: renumber the nodes for cache locality after the build (same graph, "
+                             "about 1.2x the queries per second on 1M pins); none: insertion order")
     parser.add_argument("--gate-queries", type=int, default=2000)
     parser.add_argument("--target-recall", type=float, default=0.95)
     parser.add_argument("--min-qps", type=float, default=500.0)
@@ -367,7 +375,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         ds=args.ds, lake_uri=args.lake_uri, index_uri=args.index_uri,
         tracking_uri=None if args.no_tracking else args.tracking_uri, artifacts_uri=settings.mlflow_artifacts_uri,
         spaces=tuple(args.space or SPACE_TABLES), require_all=bool(args.space), m=args.m,
-        ef_construction=args.ef_construction, variant=args.variant, gate=gate,
+        ef_construction=args.ef_construction, variant=args.variant, reorder=args.reorder, gate=gate,
         count_tolerance=args.count_tolerance, retention_days=args.retention_days, run_id=args.run_id,
         threads=args.threads))
     for r in results:

@@ -7,6 +7,14 @@ quarter of the vector memory, at some recall per efSearch.
 
 faiss parallelizes ``add`` over the vectors of one call with OpenMP, so vectors go in batches of
 ``add_batch`` (default 100k): large enough for every core, small enough to log progress with a rate.
+
+Node order: the vectors are added in the order they come (for the lake, pin-id order, which says nothing
+about where a pin sits in the graph), so a search hops between nodes scattered over the whole vector and
+link arrays and most hops miss the CPU caches. After the build the nodes are renumbered in the reverse
+Cuthill-McKee order of the level-0 graph (``reorder="rcm"``, the default; Coleman et al., "Graph
+Reordering for Cache-Efficient Near Neighbor Search", 2021): graph neighbours get nearby positions, so
+their vectors and links share cache lines and pages. The graph, the ids and every search result are
+unchanged; on the 1M-pin benchmark it gives about 1.2x the queries per second (docs/INDEX.md).
 """
 
 from __future__ import annotations
@@ -17,10 +25,13 @@ from dataclasses import dataclass
 
 import faiss
 import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import reverse_cuthill_mckee
 
 log = logging.getLogger(__name__)
 
 VARIANTS = ("flat", "sq8")
+REORDERS = ("rcm", "none")
 _NAMED = 5  # ids named in an error
 
 
@@ -31,12 +42,15 @@ class IndexInputError(ValueError):
 @dataclass(frozen=True)
 class IndexConfig:
     """How the HNSW graph is built. ``m``: links per node (2*m at level 0); ``ef_construction``: the beam
-    width while inserting; ``variant``: ``flat`` (float32 vectors) or ``sq8`` (8-bit scalar quantizer)."""
+    width while inserting; ``variant``: ``flat`` (float32 vectors) or ``sq8`` (8-bit scalar quantizer);
+    ``reorder``: ``rcm`` renumbers the nodes for cache locality after the build (see the module doc),
+    ``none`` keeps the insertion order."""
 
     m: int = 32
     ef_construction: int = 200
     variant: str = "flat"
     add_batch: int = 100_000
+    reorder: str = "rcm"
 
     def __post_init__(self) -> None:
         if self.m < 2:
@@ -45,6 +59,8 @@ class IndexConfig:
             raise ValueError(f"ef_construction must be at least m={self.m} (got {self.ef_construction})")
         if self.variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS} (got {self.variant!r})")
+        if self.reorder not in REORDERS:
+            raise ValueError(f"reorder must be one of {REORDERS} (got {self.reorder!r})")
         if self.add_batch <= 0:
             raise ValueError(f"add_batch must be positive (got {self.add_batch})")
 
@@ -144,7 +160,46 @@ def build_hnsw_index(ids: np.ndarray, unit_vectors: np.ndarray, config: IndexCon
         elapsed = time.perf_counter() - start
         rate = hi / elapsed if elapsed > 0 else float("inf")
         log.info("%s: added %d/%d vectors (%.0f/s, ETA %.0f s)", what, hi, n, rate, (n - hi) / rate)
+    if config.reorder == "rcm":
+        start = time.perf_counter()
+        reorder_for_locality(index)
+        log.info("%s: nodes renumbered in reverse Cuthill-McKee order in %.1f s", what, time.perf_counter() - start)
     return index
+
+
+def level0_graph(graph: faiss.HNSW) -> sp.csr_matrix:
+    """(N, N) symmetric 0/1 adjacency of the HNSW graph's level 0 (every node's up to 2*m links)."""
+    neighbors = faiss.vector_to_array(graph.neighbors)
+    offsets = faiss.vector_to_array(graph.offsets).astype(np.int64)
+    n, width = len(offsets) - 1, graph.nb_neighbors(0)
+    links = neighbors[offsets[:-1, None] + np.arange(width)]  # level 0 comes first in a node's range
+    rows = np.repeat(np.arange(n, dtype=np.int32), width)
+    cols = links.ravel()
+    keep = cols >= 0  # -1 pads a node with fewer links
+    adjacency = sp.csr_matrix((np.ones(int(keep.sum()), dtype=np.int8), (rows[keep], cols[keep])), shape=(n, n))
+    return (adjacency + adjacency.T).tocsr()
+
+
+def locality_order(graph: faiss.HNSW) -> np.ndarray:
+    """(N,) int64 new position -> old position: reverse Cuthill-McKee order of the level-0 graph."""
+    return reverse_cuthill_mckee(level0_graph(graph), symmetric_mode=True).astype(np.int64)
+
+
+def reorder_for_locality(index: faiss.IndexIDMap2) -> None:
+    """Renumber the nodes of a built index in place (``locality_order``); ids and search results unchanged.
+
+    ``IndexHNSW.permute_entries`` moves the vectors and the graph together; the id map follows the same
+    permutation, and its reverse map (id -> position) is rebuilt.
+    """
+    inner = hnsw_of(index)
+    if inner.ntotal == 0:
+        return
+    order = locality_order(inner.hnsw)
+    inner.permute_entries(order)
+    id_map = faiss.downcast_index(index)
+    ids = faiss.vector_to_array(id_map.id_map)[order]
+    faiss.copy_array_to_vector(np.ascontiguousarray(ids, dtype=np.int64), id_map.id_map)
+    id_map.construct_rev_map()
 
 
 def expected_memory_bytes(num_vectors: int, dim: int, m: int, bytes_per_component: int = 4) -> float:

@@ -3,7 +3,7 @@
 Layout under the index URI (a local path, ``file://`` or an object store pyarrow can open)::
 
     <space>/ds=<YYYY-MM-DD>/<run_id>/index.faiss     the faiss index (IndexIDMap2 over HNSW)
-                                     ids.npy         the id map: int64 pin ids in the order they were added
+                                     ids.npy         the id map: int64 pin ids by index position
                                      popular.npy     the fallback list: (K, 2) int64 pin id, engagement count
                                      manifest.json   sha256 and size of each file, the index's parameters,
                                                      the gate's figures, the source table and model version

@@ -1,3 +1,4 @@
+import faiss
 import numpy as np
 import pytest
 
@@ -7,7 +8,9 @@ from embeddings.index.build import (
     build_hnsw_index,
     expected_memory_bytes,
     hnsw_of,
+    level0_graph,
     normalize,
+    reorder_for_locality,
     validate_vectors,
 )
 from tests.index.clustered import clustered_vectors
@@ -24,6 +27,37 @@ def test_build_searches_and_reconstructs_by_pin_id():
     assert found[:, 0].tolist() == ids[:5].tolist()  # every vector finds itself first
     np.testing.assert_allclose(scores[:, 0], 1.0, rtol=1e-5)
     np.testing.assert_allclose(index.reconstruct(int(ids[42])), unit[42], atol=1e-7)
+
+
+def _edges_by_id(index) -> set[tuple[int, int]]:
+    ids = faiss.vector_to_array(faiss.downcast_index(index).id_map)
+    graph = level0_graph(hnsw_of(index).hnsw).tocoo()
+    return set(zip(ids[graph.row].tolist(), ids[graph.col].tolist()))
+
+
+def _mean_link_span(index) -> float:
+    graph = level0_graph(hnsw_of(index).hnsw).tocoo()
+    return float(np.abs(graph.row.astype(np.int64) - graph.col).mean())
+
+
+@pytest.mark.parametrize("variant", ["flat", "sq8"])
+def test_reorder_keeps_the_graph_ids_and_results_and_brings_links_closer(variant):
+    ids, vectors = clustered_vectors(2000, seed=3)
+    unit = normalize(vectors)
+    index = build_hnsw_index(ids, unit, IndexConfig(m=8, ef_construction=40, variant=variant, reorder="none"))
+    copy = faiss.deserialize_index(faiss.serialize_index(index))
+    reorder_for_locality(copy)
+
+    assert _edges_by_id(copy) == _edges_by_id(index)  # the same graph, renumbered
+    assert _mean_link_span(copy) < 0.7 * _mean_link_span(index)  # insertion order: ~n/3
+    for ef in (16, 64):
+        hnsw_of(index).hnsw.efSearch = hnsw_of(copy).hnsw.efSearch = ef
+        scores, found = index.search(unit[:200], 10)
+        scores_copy, found_copy = copy.search(unit[:200], 10)
+        np.testing.assert_array_equal(found_copy, found)
+        np.testing.assert_array_equal(scores_copy, scores)
+    for pin in ids[[0, 7, 1999]]:
+        np.testing.assert_array_equal(copy.reconstruct(int(pin)), index.reconstruct(int(pin)))
 
 
 def test_sq8_variant_stores_bytes_approximately():
@@ -60,6 +94,8 @@ def test_config_is_checked():
         IndexConfig(variant="pq")
     with pytest.raises(ValueError, match="ef_construction must be at least m"):
         IndexConfig(m=32, ef_construction=16)
+    with pytest.raises(ValueError, match="reorder must be one of"):
+        IndexConfig(reorder="bfs")
 
 
 def test_expected_memory_formula():
