@@ -210,6 +210,7 @@ def search_hnswlib(index, queries: np.ndarray, k: int, ef: int, threads: int) ->
 
 
 PLAIN = "faiss_insertion_order"
+LABELS = {"faiss": "faiss, published (nodes renumbered)", PLAIN: "faiss, the same graph in insertion order"}
 
 
 def sweep(faiss_index, plain_index, hnsw_index, queries: np.ndarray, exact: np.ndarray,
@@ -351,7 +352,7 @@ def plot_recall_qps(curves: dict[str, list[dict]], path: Path, title: str) -> Pa
     for i, (lib, curve) in enumerate(curves.items()):
         recall = [p["recall"] for p in curve]
         qps = [p["qps"] for p in curve]
-        ax.plot(recall, qps, marker="o", color=f"C{i}", label=lib)
+        ax.plot(recall, qps, marker="o", color=f"C{i}", label=LABELS.get(lib, lib))
         for p in curve:
             ax.annotate(str(p["ef_search"]), (p["recall"], p["qps"]), fontsize=6, color=f"C{i}",
                         textcoords="offset points", xytext=(3, 3))
