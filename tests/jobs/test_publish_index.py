@@ -64,6 +64,8 @@ def test_publish_gate_manifest_and_fallback(tmp_path):
     import faiss
     index = faiss.read_index(str(local / "index.faiss"))
     assert faiss.downcast_index(faiss.downcast_index(index).index).hnsw.efSearch == manifest["ef_search"]
+    assert manifest["reorder"] == "rcm"  # the nodes were renumbered: ids.npy follows the index positions
+    np.testing.assert_array_equal(np.load(local / "ids.npy"), faiss.vector_to_array(faiss.downcast_index(index).id_map))
 
 
 def test_rerun_reuses_the_version_and_a_backfill_leaves_current(tmp_path):
