@@ -40,6 +40,7 @@ from torch import Tensor, nn
 from embeddings.data.schemas import ACTION_VALUES
 
 FEATURES = ("action", "surface", "duration", "time")
+INITS = ("default", "xavier")
 HOUR_S, DAY_S, WEEK_S = 3600, 86_400, 604_800
 # The three times that get periodic features, in this order.
 TIME_KINDS = ("absolute", "since_latest", "gap")
@@ -66,6 +67,12 @@ class PinnerFormerConfig:
         time_periods_s: the fixed periods (seconds) of the time features.
         pin_hidden_dim: hidden width of the pin tower's MLP.
         initial_temperature, min_temperature: the learned softmax temperature's start and clamp.
+        user_head: True: the user embedding is ``normalize(MLP(h))``; False: ``normalize(h)`` (the final
+            LayerNorm's output; needs ``embedding_dim == model_dim``), as a plain SASRec.
+        init: ``default`` (PyTorch's: embedding tables N(0, 1), the item-id table N(0, 1/item_dim), linear
+            layers Kaiming-uniform) or ``xavier`` (Xavier-normal for every weight matrix and embedding table,
+            zero biases: SASRec's; the learned positions then start at the tokens' scale instead of
+            drowning them). The time features' phases start at zero either way.
     """
 
     pin_dim: int = 256
@@ -86,6 +93,8 @@ class PinnerFormerConfig:
     pin_hidden_dim: int = 256
     initial_temperature: float = 0.07
     min_temperature: float = 0.01
+    user_head: bool = True
+    init: str = "default"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "features", tuple(self.features))
@@ -106,6 +115,11 @@ class PinnerFormerConfig:
             raise ValueError(f"unknown PinnerFormerConfig.features {unknown}; known are {FEATURES}")
         if any(p <= 0 for p in self.time_periods_s):
             raise ValueError(f"time_periods_s must be positive seconds, got {self.time_periods_s}")
+        if self.init not in INITS:
+            raise ValueError(f"PinnerFormerConfig.init must be one of {INITS}, got {self.init!r}")
+        if not self.user_head and self.embedding_dim != self.model_dim:
+            raise ValueError(f"without a user head the user embedding is the transformer's output: embedding_dim "
+                             f"({self.embedding_dim}) must equal model_dim ({self.model_dim})")
         if not 0 < self.min_temperature <= self.initial_temperature:
             raise ValueError(f"need 0 < min_temperature <= initial_temperature, got {self.min_temperature} "
                              f"and {self.initial_temperature}")
@@ -247,11 +261,17 @@ class PinnerFormer(nn.Module):
         self.blocks = nn.ModuleList(CausalBlock(c.model_dim, c.num_heads, c.ff_dim, c.dropout)
                                     for _ in range(c.num_layers))
         self.final_norm = nn.LayerNorm(c.model_dim)
-        self.user_head = nn.Sequential(nn.Linear(c.model_dim, c.model_dim), nn.GELU(),
-                                       nn.Linear(c.model_dim, c.embedding_dim))
+        self.user_head = (nn.Sequential(nn.Linear(c.model_dim, c.model_dim), nn.GELU(),
+                                        nn.Linear(c.model_dim, c.embedding_dim)) if c.user_head else nn.Identity())
         self.pin_tower = nn.Sequential(nn.Linear(c.pin_input_dim, c.pin_hidden_dim), nn.GELU(),
                                        nn.Linear(c.pin_hidden_dim, c.embedding_dim))
         self.log_temperature = nn.Parameter(torch.tensor(math.log(c.initial_temperature)))
+        if c.init == "xavier":
+            for name, param in self.named_parameters():
+                if param.dim() > 1 and name.endswith("weight"):  # not the time features' phases
+                    nn.init.xavier_normal_(param)
+                elif name.endswith(".bias"):
+                    nn.init.zeros_(param)
 
     # ---- pins ----
 

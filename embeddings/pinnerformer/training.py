@@ -86,7 +86,7 @@ class TrainingOptions:
         num_positions: ``dense_all_action``'s positions per user.
         max_targets: ``all_action``'s targets per user.
         batch_size: users per step.
-        learning_rate, weight_decay: Adam's (AdamW when ``weight_decay`` > 0).
+        learning_rate, weight_decay, adam_betas: Adam's (AdamW when ``weight_decay`` > 0).
         grad_clip_norm: the gradient-norm clip.
         num_epochs, patience: the most epochs; stop after ``patience`` epochs without a better validation.
         eval_k: k of the validation metric.
@@ -107,6 +107,7 @@ class TrainingOptions:
     batch_size: int = 128
     learning_rate: float = 1e-3
     weight_decay: float = 0.0
+    adam_betas: tuple[float, float] = (0.9, 0.999)
     grad_clip_norm: float = 1.0
     num_epochs: int = 10
     patience: int = 2
@@ -135,6 +136,9 @@ class TrainingOptions:
         if self.checkpoint_every_steps < 0 or (self.max_steps is not None and self.max_steps <= 0):
             raise ValueError(f"checkpoint_every_steps must be >= 0 and max_steps positive or None, got "
                              f"{self.checkpoint_every_steps} and {self.max_steps}")
+        object.__setattr__(self, "adam_betas", tuple(float(b) for b in self.adam_betas))
+        if len(self.adam_betas) != 2 or not all(0 <= b < 1 for b in self.adam_betas):
+            raise ValueError(f"adam_betas must be two numbers in [0, 1), got {self.adam_betas}")
         if self.learning_rate <= 0 or self.weight_decay < 0 or self.grad_clip_norm <= 0:
             raise ValueError(f"learning_rate and grad_clip_norm must be > 0 and weight_decay >= 0, got "
                              f"{self.learning_rate}, {self.grad_clip_norm}, {self.weight_decay}")
@@ -537,8 +541,10 @@ def train(
     negative_pool = np.asarray(negative_pool, dtype=np.int64)
     if len(negative_pool) == 0:
         raise ValueError("the negative pool is empty (no known pin rows)")
-    optimizer = (torch.optim.AdamW(model.parameters(), lr=options.learning_rate, weight_decay=options.weight_decay)
-                 if options.weight_decay else torch.optim.Adam(model.parameters(), lr=options.learning_rate))
+    betas = tuple(options.adam_betas)
+    optimizer = (torch.optim.AdamW(model.parameters(), lr=options.learning_rate, weight_decay=options.weight_decay,
+                                   betas=betas)
+                 if options.weight_decay else torch.optim.Adam(model.parameters(), lr=options.learning_rate, betas=betas))
     state, best_state = TrainingState(), None
     checkpoint = Path(checkpoint_path) if checkpoint_path is not None else None
     fingerprint = _fingerprint(model, options, data_fingerprint(seqs), world_size)

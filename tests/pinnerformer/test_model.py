@@ -165,3 +165,24 @@ def test_pinsage_mode_state_dict_holds_no_pin_table():
 def test_rejects_sequences_longer_than_max_length():
     with pytest.raises(ValueError, match="exceed max_length 4"):
         _model(max_length=4)(_tokens(length=6))
+
+
+def test_xavier_init_keeps_positions_at_the_tokens_scale_and_is_reproducible():
+    default, xavier = _model(), _model(init="xavier")
+    assert default.position.weight.std() > 0.8  # PyTorch's N(0, 1) table drowns the projected tokens
+    assert xavier.position.weight.std() < 0.5
+    assert all(float(b.abs().max()) == 0.0 for n, b in xavier.named_parameters() if n.endswith(".bias"))
+    again = _model(init="xavier")
+    for (name, a), (_, b) in zip(xavier.state_dict().items(), again.state_dict().items()):
+        torch.testing.assert_close(a, b, msg=name)
+    with pytest.raises(ValueError, match="init must be one of"):
+        tiny_config(init="orthogonal")
+
+
+def test_without_a_user_head_the_embedding_is_the_normalized_transformer_output():
+    model, tokens = _model(user_head=False), _tokens()
+    assert isinstance(model.user_head, torch.nn.Identity)
+    out = model(tokens)
+    torch.testing.assert_close(out.norm(dim=-1), torch.ones(3, 6))
+    with pytest.raises(ValueError, match="embedding_dim .* must equal model_dim"):
+        tiny_config(user_head=False, embedding_dim=8, model_dim=16)

@@ -173,3 +173,9 @@ def test_a_pinnerformer_checkpoint_is_not_taken_for_a_pinsage_one(sequences, tmp
     fingerprint = training._fingerprint(_model(), OPTIONS, training.data_fingerprint(sequences["all"]))
     with pytest.raises(ValueError, match="has format 'pinnerformer-checkpoint/1', expected 'pinsage-checkpoint/1'"):
         load_checkpoint(path, fingerprint)
+
+
+def test_adam_betas_are_checked_and_kept_as_a_tuple():
+    assert TrainingOptions(adam_betas=[0.9, 0.98]).adam_betas == (0.9, 0.98)
+    with pytest.raises(ValueError, match="adam_betas must be two numbers"):
+        TrainingOptions(adam_betas=(0.9, 1.0))
