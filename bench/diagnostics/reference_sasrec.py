@@ -1,6 +1,6 @@
 """The issue's reference: a plain SASRec, scored by the project's evaluation code (a diagnostic, not a product).
 
-    .venv/bin/python bench/reference_sasrec.py Beauty 2 1500     # dataset, torch threads, training budget (s)
+    .venv/bin/python bench/diagnostics/reference_sasrec.py Beauty 2 1500     # dataset, torch threads, training budget (s)
 
 Item-id embeddings (Xavier-normal, scaled by sqrt(d)) plus learned positions, left padding to 50, two pre-norm
 ``nn.TransformerEncoderLayer`` (1 head, d=64, feed-forward 64, dropout 0.3), a final LayerNorm, logits = dot
@@ -8,7 +8,7 @@ product with the same item table, full-softmax cross-entropy at every position, 
 128; VALID HR@10 after each epoch, the best epoch's weights scored on TEST once. Leave-one-out and full ranking
 with the history masked (``bench/pinnerformer_quality.py``'s split and scorer, dot product instead of cosine).
 It exists to show what the project's model must reach on the same data and code path (docs/PINNERFORMER.md);
-it records nothing.
+it records nothing, and `make bench` (which runs bench/*.py) does not run it.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from bench.pinnerformer_quality import load, protocol_for  # noqa: E402
