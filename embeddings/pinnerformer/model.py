@@ -71,8 +71,7 @@ class PinnerFormerConfig:
             LayerNorm's output; needs ``embedding_dim == model_dim``), as a plain SASRec.
         init: ``default`` (PyTorch's: embedding tables N(0, 1), the item-id table N(0, 1/item_dim), linear
             layers Kaiming-uniform) or ``xavier`` (Xavier-normal for every weight matrix and embedding table,
-            zero biases: SASRec's; the learned positions then start at the tokens' scale instead of
-            drowning them). The time features' phases start at zero either way.
+            zero biases: SASRec's). The time features' phases start at zero either way.
     """
 
     pin_dim: int = 256

@@ -167,9 +167,9 @@ def test_rejects_sequences_longer_than_max_length():
         _model(max_length=4)(_tokens(length=6))
 
 
-def test_xavier_init_keeps_positions_at_the_tokens_scale_and_is_reproducible():
+def test_xavier_init_draws_xavier_tables_zero_biases_and_is_reproducible():
     default, xavier = _model(), _model(init="xavier")
-    assert default.position.weight.std() > 0.8  # PyTorch's N(0, 1) table drowns the projected tokens
+    assert default.position.weight.std() > 0.8  # PyTorch's N(0, 1) embedding table
     assert xavier.position.weight.std() < 0.5
     assert all(float(b.abs().max()) == 0.0 for n, b in xavier.named_parameters() if n.endswith(".bias"))
     again = _model(init="xavier")
