@@ -20,7 +20,8 @@ S3-Rec's published PopRec row exactly), HR@10 and NDCG@10 with pessimistic ties.
   surface features (the S3-Rec clock is one second per action and carries nothing). SASRec's recipe where the
   model has a switch for it: Xavier-normal initialization (``init="xavier"``), no MLP user head (the
   transformer's normalized output is the user embedding), Adam (0.9, 0.98) at 1e-3, batch 128, no gradient
-  clipping; chosen on Beauty VALID HR@10 after 10 epochs (docs/PINNERFORMER.md). Early stopping on VALID
+  clipping. The init, the head and the learning rate were compared on Beauty VALID HR@10 after 10 epochs
+  (docs/PINNERFORMER.md); batch 128 and beta2 0.98 are SASRec's, not varied apart. Early stopping on VALID
   HR@10 (``--patience`` epochs), the best epoch's weights scored on TEST once, over ``--seeds`` seeds.
 
 Section ``synthetic`` (``--sections synthetic``; the hard bars of issue 6): reads (never writes) a lake built by
@@ -181,7 +182,8 @@ def train_model(data: Dataset, args: argparse.Namespace, seed: int) -> dict:
                                 user_head=args.user_head)
     options = TrainingOptions(objective="sasrec", negatives="full", batch_size=args.batch_size,
                               learning_rate=args.lr, adam_betas=(0.9, args.adam_beta2),
-                              grad_clip_norm=args.grad_clip or math.inf, num_epochs=args.epochs[data.name], patience=args.patience,
+                              grad_clip_norm=args.grad_clip or math.inf, num_epochs=args.epochs[data.name],
+                              patience=args.patience,
                               valid_mode="next", eval_k=10, seed=seed, log_every_s=60)
     out = train(build_model(config), train_seqs, options, valid=valid_seqs)
     pins = embed_all_pins(out.model)

@@ -541,10 +541,10 @@ def train(
     negative_pool = np.asarray(negative_pool, dtype=np.int64)
     if len(negative_pool) == 0:
         raise ValueError("the negative pool is empty (no known pin rows)")
-    betas = tuple(options.adam_betas)
     optimizer = (torch.optim.AdamW(model.parameters(), lr=options.learning_rate, weight_decay=options.weight_decay,
-                                   betas=betas)
-                 if options.weight_decay else torch.optim.Adam(model.parameters(), lr=options.learning_rate, betas=betas))
+                                   betas=options.adam_betas)
+                 if options.weight_decay
+                 else torch.optim.Adam(model.parameters(), lr=options.learning_rate, betas=options.adam_betas))
     state, best_state = TrainingState(), None
     checkpoint = Path(checkpoint_path) if checkpoint_path is not None else None
     fingerprint = _fingerprint(model, options, data_fingerprint(seqs), world_size)
