@@ -18,10 +18,11 @@ S3-Rec's published PopRec row exactly), HR@10 and NDCG@10 with pessimistic ties.
   in place of PinSage (the documented departure for id-only data), the ``sasrec`` objective (every position
   predicts the next item) and the full-softmax cross-entropy (``negatives="full"``); no time, action or
   surface features (the S3-Rec clock is one second per action and carries nothing). SASRec's recipe where the
-  model has a switch for it: Xavier-normal initialization (``init="xavier"``), no MLP user head (the
+  model has a switch for it: Xavier-normal initialization (``init="xavier"``), the item vector times sqrt(d)
+  added to the positions without a projection (``token_input="scaled"``), no MLP user head (the
   transformer's normalized output is the user embedding), Adam (0.9, 0.98) at 1e-3, batch 128, no gradient
-  clipping. The init, the head and the learning rate were compared on Beauty VALID HR@10 after 10 epochs
-  (docs/PINNERFORMER.md); batch 128 and beta2 0.98 are SASRec's, not varied apart. Early stopping on VALID
+  clipping. The init, the token input, the head and the learning rate were compared on Beauty VALID HR@10
+  after 10 epochs (docs/PINNERFORMER.md); batch 128 and beta2 0.98 are SASRec's, not varied apart. Early stopping on VALID
   HR@10 (``--patience`` epochs), the best epoch's weights scored on TEST once, over ``--seeds`` seeds.
 
 Section ``synthetic`` (``--sections synthetic``; the hard bars of issue 6): reads (never writes) a lake built by
@@ -79,7 +80,7 @@ from embeddings.eval.protocols import (  # noqa: E402
 )
 from embeddings.eval.scorers import EmbeddingScorer, ItemScoresScorer, SparseScorer  # noqa: E402
 from embeddings.pinnerformer.data import SequenceOptions, UserSequences, build_user_sequences  # noqa: E402
-from embeddings.pinnerformer.model import INITS, PinnerFormerConfig, build_model  # noqa: E402
+from embeddings.pinnerformer.model import INITS, TOKEN_INPUTS, PinnerFormerConfig, build_model  # noqa: E402
 from embeddings.pinnerformer.training import TrainingOptions, embed_all_pins, embed_users, train  # noqa: E402
 
 log = logging.getLogger("bench.pinnerformer_quality")
@@ -179,7 +180,7 @@ def train_model(data: Dataset, args: argparse.Namespace, seed: int) -> dict:
     config = PinnerFormerConfig(num_items=data.num_items, item_dim=d, model_dim=d, embedding_dim=d,
                                 num_heads=args.heads, ff_dim=d, num_layers=args.layers, max_length=args.max_length,
                                 pin_hidden_dim=d, dropout=args.dropout, features=(), init=args.init,
-                                user_head=args.user_head)
+                                user_head=args.user_head, token_input=args.token_input)
     options = TrainingOptions(objective="sasrec", negatives="full", batch_size=args.batch_size,
                               learning_rate=args.lr, adam_betas=(0.9, args.adam_beta2),
                               grad_clip_norm=args.grad_clip or math.inf, num_epochs=args.epochs[data.name],
@@ -387,6 +388,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--init", choices=INITS, default="xavier", help="PinnerFormerConfig.init")
     parser.add_argument("--user-head", action=argparse.BooleanOptionalAction, default=False,
                         help="the MLP user head (PinnerFormerConfig.user_head); off: the transformer's output")
+    parser.add_argument("--token-input", choices=TOKEN_INPUTS, default="scaled",
+                        help="PinnerFormerConfig.token_input: scaled = SASRec's item * sqrt(d), no projection")
     parser.add_argument("--adam-beta2", type=float, default=0.98)
     parser.add_argument("--grad-clip", type=float, default=0.0, help="gradient-norm clip (0: none)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (with --workers > 1: 1 per worker)")

@@ -4,6 +4,7 @@ User tower, per token of a user's time-ordered actions (oldest first, right-padd
 
     x_i = [pin_i ; action_emb(a_i) ; surface_emb(s_i) ; log1p(duration_i) ; time features of t_i]
     h_i = W x_i + pos_emb(i)                                (i counted from the oldest kept action)
+          (or sqrt(D) x_i + pos_emb(i) with ``token_input="scaled"``, SASRec's input, see the config)
     h   = pre-norm causal transformer(h), padding masked
     u_i = normalize(MLP(h_i))                               (one embedding per position)
 
@@ -41,6 +42,7 @@ from embeddings.data.schemas import ACTION_VALUES
 
 FEATURES = ("action", "surface", "duration", "time")
 INITS = ("default", "xavier")
+TOKEN_INPUTS = ("project", "scaled")
 HOUR_S, DAY_S, WEEK_S = 3600, 86_400, 604_800
 # The three times that get periodic features, in this order.
 TIME_KINDS = ("absolute", "since_latest", "gap")
@@ -72,6 +74,11 @@ class PinnerFormerConfig:
         init: ``default`` (PyTorch's: embedding tables N(0, 1), the item-id table N(0, 1/item_dim), linear
             layers Kaiming-uniform) or ``xavier`` (Xavier-normal for every weight matrix and embedding table,
             zero biases: SASRec's). The time features' phases start at zero either way.
+        token_input: ``project`` (a learned linear projection of the token features to ``model_dim``)
+            or ``scaled`` (no projection: the token features times ``sqrt(model_dim)``, SASRec's input;
+            needs the features to be ``model_dim`` wide, e.g. id-only with ``item_dim == model_dim`` and
+            no other features). With Xavier init the projected item vectors start about 10x smaller
+            than the learned positions; scaled ones start at about their size.
     """
 
     pin_dim: int = 256
@@ -94,6 +101,7 @@ class PinnerFormerConfig:
     min_temperature: float = 0.01
     user_head: bool = True
     init: str = "default"
+    token_input: str = "project"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "features", tuple(self.features))
@@ -116,6 +124,11 @@ class PinnerFormerConfig:
             raise ValueError(f"time_periods_s must be positive seconds, got {self.time_periods_s}")
         if self.init not in INITS:
             raise ValueError(f"PinnerFormerConfig.init must be one of {INITS}, got {self.init!r}")
+        if self.token_input not in TOKEN_INPUTS:
+            raise ValueError(f"PinnerFormerConfig.token_input must be one of {TOKEN_INPUTS}, got {self.token_input!r}")
+        if self.token_input == "scaled" and self.token_dim != self.model_dim:
+            raise ValueError(f"token_input='scaled' adds the token features to the positions unprojected: they are "
+                             f"{self.token_dim} wide, model_dim is {self.model_dim}")
         if not self.user_head and self.embedding_dim != self.model_dim:
             raise ValueError(f"without a user head the user embedding is the transformer's output: embedding_dim "
                              f"({self.embedding_dim}) must equal model_dim ({self.model_dim})")
@@ -130,6 +143,13 @@ class PinnerFormerConfig:
     @property
     def pin_input_dim(self) -> int:
         return self.item_dim if self.id_only else self.pin_dim
+
+    @property
+    def token_dim(self) -> int:
+        """Width of a token's features before the projection (the pin vector and the chosen features)."""
+        widths = {"action": self.action_dim, "surface": self.surface_dim, "duration": 2,
+                  "time": time_feature_dim(len(self.time_periods_s))}
+        return self.pin_input_dim + sum(widths[f] for f in self.features)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -174,6 +194,11 @@ class TokenInputs:
         return self.mask.sum(dim=1)
 
 
+def time_feature_dim(num_periods: int) -> int:
+    """Width of ``TimeFeatures``' output: sin and cos per (time, period), and two log1p(hours)."""
+    return 2 * len(TIME_KINDS) * num_periods + 2
+
+
 class TimeFeatures(nn.Module):
     """Periodic features with learned phases of the absolute, since-latest and gap times of each token."""
 
@@ -184,7 +209,7 @@ class TimeFeatures(nn.Module):
 
     @property
     def out_dim(self) -> int:
-        return 2 * len(TIME_KINDS) * len(self.phase[0]) + 2
+        return time_feature_dim(len(self.phase[0]))
 
     def forward(self, ts: Tensor, mask: Tensor) -> Tensor:
         """(B, L) int64 seconds, (B, L) bool -> (B, L, out_dim) float32."""
@@ -242,19 +267,14 @@ class PinnerFormer(nn.Module):
             self.unknown_pin = nn.Parameter(torch.zeros(c.pin_dim))
             self.register_buffer("pin_table", torch.zeros(0, c.pin_dim), persistent=False)
             self.register_buffer("pin_known", torch.zeros(0, dtype=torch.bool), persistent=False)
-        in_dim = c.pin_input_dim
         if "action" in c.features:
             self.action_embedding = nn.Embedding(len(ACTION_VALUES), c.action_dim)
-            in_dim += c.action_dim
         if "surface" in c.features:
             self.surface_embedding = nn.Embedding(c.num_surfaces, c.surface_dim)
-            in_dim += c.surface_dim
-        if "duration" in c.features:
-            in_dim += 2  # log1p(seconds), known flag
         if "time" in c.features:
             self.time_features = TimeFeatures(c.time_periods_s)
-            in_dim += self.time_features.out_dim
-        self.project = nn.Linear(in_dim, c.model_dim)
+        # token_dim: the pin vector, the action/surface embeddings, log1p(duration) + known flag, time features.
+        self.project = nn.Linear(c.token_dim, c.model_dim) if c.token_input == "project" else None
         self.position = nn.Embedding(c.max_length, c.model_dim)
         self.drop = nn.Dropout(c.dropout)
         self.blocks = nn.ModuleList(CausalBlock(c.model_dim, c.num_heads, c.ff_dim, c.dropout)
@@ -352,7 +372,9 @@ class PinnerFormer(nn.Module):
         if not bool(inputs.mask[:, 0].all()):
             raise ValueError("every sequence needs at least one real token, first (right padding)")
         positions = torch.arange(length, device=inputs.mask.device)
-        h = self.drop(self.project(self.tokens(inputs)) + self.position(positions))
+        tokens = self.tokens(inputs)
+        tokens = self.project(tokens) if self.project is not None else tokens * self.config.model_dim ** 0.5
+        h = self.drop(tokens + self.position(positions))
         # Causal, padding keys masked; a padding query sees itself so that no softmax row is empty.
         causal = torch.ones(length, length, dtype=torch.bool, device=h.device).tril()
         allowed = causal & (inputs.mask.unsqueeze(1) | torch.eye(length, dtype=torch.bool, device=h.device))
