@@ -186,3 +186,31 @@ def test_without_a_user_head_the_embedding_is_the_normalized_transformer_output(
     torch.testing.assert_close(out.norm(dim=-1), torch.ones(3, 6))
     with pytest.raises(ValueError, match="embedding_dim .* must equal model_dim"):
         tiny_config(user_head=False, embedding_dim=8, model_dim=16)
+
+
+def test_token_dim_is_the_width_of_the_token_features():
+    for features in ((), ("action",), ("duration", "time"), ("action", "surface", "duration", "time")):
+        model = _model(features=features)
+        assert model.tokens(_tokens()).shape[-1] == model.config.token_dim
+        assert model.project.in_features == model.config.token_dim
+
+
+def test_scaled_token_input_is_the_item_vector_times_sqrt_d_without_a_projection():
+    scaled, tokens = _model(features=(), token_input="scaled"), _tokens()
+    assert scaled.project is None
+    assert not any(name.startswith("project.") for name in scaled.state_dict())
+    # The same weights with a projection fixed at sqrt(d) * I and no bias give the same outputs.
+    projected = _model(features=())
+    missing, unexpected = projected.load_state_dict(scaled.state_dict(), strict=False)
+    assert sorted(missing) == ["project.bias", "project.weight"] and not unexpected
+    with torch.no_grad():
+        projected.project.weight.copy_(math.sqrt(16) * torch.eye(16))
+        projected.project.bias.zero_()
+    torch.testing.assert_close(scaled(tokens), projected(tokens))
+    # An older config without the field loads as the projection.
+    old = {k: v for k, v in tiny_config().to_dict().items() if k != "token_input"}
+    assert PinnerFormerConfig.from_dict(old).token_input == "project"
+    with pytest.raises(ValueError, match="token features .* 24 wide, model_dim is 16"):
+        tiny_config(features=("action", "surface"), token_input="scaled")
+    with pytest.raises(ValueError, match="token_input must be one of"):
+        tiny_config(token_input="concat")
