@@ -22,9 +22,10 @@ S3-Rec's published PopRec row exactly), HR@10 and NDCG@10 with pessimistic ties.
   added to the positions without a projection (``token_input="scaled"``), no MLP user head (the
   transformer's normalized output is the user embedding), Adam (0.9, 0.98) at 1e-3, batch 128, no gradient
   clipping. The init, the token input, the head and the learning rate were compared on Beauty VALID HR@10
-  after 10 epochs (docs/PINNERFORMER.md); batch 128 and beta2 0.98 are SASRec's, not varied apart. Early stopping on VALID
-  HR@10 (``--patience`` epochs per dataset: 5 on Beauty, 30 on LastFM, whose VALID curve sits flat from
-  epoch 4 to about 20 before it climbs), the best epoch's weights scored on TEST once, over ``--seeds`` seeds.
+  after 10 epochs (docs/PINNERFORMER.md); batch 128 and beta2 0.98 are SASRec's, not varied apart. Early
+  stopping on VALID HR@10 (``--patience`` epochs per dataset: 5 on Beauty, 30 on LastFM, whose VALID curve
+  sat flat from epoch 4 to about 20 before it climbed, seed 0), the best epoch's weights scored on TEST once,
+  over ``--seeds`` seeds.
 
 Section ``synthetic`` (``--sections synthetic``; the hard bars of issue 6): reads (never writes) a lake built by
 ``make demo`` (``--lake``, default ``$EMB_LAKE_URI`` or ./var/lake) at ``--ds``: ``user_sequences`` and

@@ -77,8 +77,8 @@ class PinnerFormerConfig:
         token_input: ``project`` (a learned linear projection of the token features to ``model_dim``)
             or ``scaled`` (no projection: the token features times ``sqrt(model_dim)``, SASRec's input;
             needs the features to be ``model_dim`` wide, e.g. id-only with ``item_dim == model_dim`` and
-            no other features). With Xavier init the projected item vectors start about 10x smaller
-            than the learned positions; scaled ones start at about their size.
+            no other features). With Xavier init on S3-Rec Beauty's shapes the projected item vectors
+            start about 10x smaller than the learned positions; scaled ones start at about their size.
     """
 
     pin_dim: int = 256
