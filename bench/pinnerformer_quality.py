@@ -367,6 +367,11 @@ def inference_speed(lake, ds: str, pins, model) -> dict:
             "users_per_s": seqs.num_users / user_s, "pins": model.num_pins, "pins_per_s": model.num_pins / pin_s}
 
 
+def _per_dataset(items: Sequence[str]) -> dict[str, int]:
+    """``["Beauty=30", "LastFM=200"]`` -> ``{"Beauty": 30, "LastFM": 200}``."""
+    return {name: int(n) for name, n in (item.split("=") for item in items)}
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sections", nargs="+", default=["s3rec", "synthetic"], choices=["s3rec", "synthetic"])
@@ -400,8 +405,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=1, help="seeds trained at once, one process each")
     parser.add_argument("--quick", action="store_true", help="records nothing")
     args = parser.parse_args(argv)
-    args.epochs = {name: int(n) for name, n in (item.split("=") for item in args.epochs)}
-    args.patience = {name: int(n) for name, n in (item.split("=") for item in args.patience)}
+    args.epochs, args.patience = _per_dataset(args.epochs), _per_dataset(args.patience)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(args.threads)
     records, summary = {}, []
