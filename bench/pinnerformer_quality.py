@@ -19,10 +19,11 @@ S3-Rec's published PopRec row exactly), HR@10 and NDCG@10 with pessimistic ties.
   predicts the next item) and the full-softmax cross-entropy (``negatives="full"``); no time, action or
   surface features (the S3-Rec clock is one second per action and carries nothing). SASRec's recipe where the
   model has a switch for it: Xavier-normal initialization (``init="xavier"``), the item vector times sqrt(d)
-  added to the positions without a projection (``token_input="scaled"``), no MLP user head (the
-  transformer's normalized output is the user embedding), Adam (0.9, 0.98) at 1e-3, batch 128, no gradient
-  clipping. The init, the token input, the head and the learning rate were compared on Beauty VALID HR@10
-  after 10 epochs (docs/PINNERFORMER.md); batch 128 and beta2 0.98 are SASRec's, not varied apart. Early
+  added to the positions without a projection (``token_input="scaled"``), no MLP user head, SASRec's output
+  (``output="tied_dot"``: the transformer's unnormalized output is the user embedding, the item table itself
+  the item embeddings, logits and scores plain dot products), Adam (0.9, 0.98) at 1e-3, batch 128, no
+  gradient clipping. The init, the token input, the heads and the learning rate were compared on Beauty VALID
+  HR@10 (docs/PINNERFORMER.md); batch 128 and beta2 0.98 are SASRec's, not varied apart. Early
   stopping on VALID HR@10 (``--patience`` epochs per dataset: 5 on Beauty, 30 on LastFM, whose VALID curve
   sat flat from epoch 4 to about 20 before it climbed, seed 0), the best epoch's weights scored on TEST once,
   over ``--seeds`` seeds.
@@ -82,7 +83,7 @@ from embeddings.eval.protocols import (  # noqa: E402
 )
 from embeddings.eval.scorers import EmbeddingScorer, ItemScoresScorer, SparseScorer  # noqa: E402
 from embeddings.pinnerformer.data import SequenceOptions, UserSequences, build_user_sequences  # noqa: E402
-from embeddings.pinnerformer.model import INITS, TOKEN_INPUTS, PinnerFormerConfig, build_model  # noqa: E402
+from embeddings.pinnerformer.model import INITS, OUTPUTS, TOKEN_INPUTS, PinnerFormerConfig, build_model  # noqa: E402
 from embeddings.pinnerformer.training import TrainingOptions, embed_all_pins, embed_users, train  # noqa: E402
 
 log = logging.getLogger("bench.pinnerformer_quality")
@@ -182,7 +183,8 @@ def train_model(data: Dataset, args: argparse.Namespace, seed: int) -> dict:
     config = PinnerFormerConfig(num_items=data.num_items, item_dim=d, model_dim=d, embedding_dim=d,
                                 num_heads=args.heads, ff_dim=d, num_layers=args.layers, max_length=args.max_length,
                                 pin_hidden_dim=d, dropout=args.dropout, features=(), init=args.init,
-                                user_head=args.user_head, token_input=args.token_input)
+                                user_head=args.user_head, token_input=args.token_input,
+                                output=args.output)
     options = TrainingOptions(objective="sasrec", negatives="full", batch_size=args.batch_size,
                               learning_rate=args.lr, adam_betas=(0.9, args.adam_beta2),
                               grad_clip_norm=args.grad_clip or math.inf, num_epochs=args.epochs[data.name],
@@ -195,7 +197,7 @@ def train_model(data: Dataset, args: argparse.Namespace, seed: int) -> dict:
         users = np.zeros((data.num_users, d), dtype=np.float32)
         users[:, 0] = 1.0  # users without a target are not scored; any unit vector
         users[seqs.user_ids] = embed_users(out.model, seqs)
-        return evaluate_users(EmbeddingScorer(pins, users), targets, protocol_for(name))
+        return evaluate_users(EmbeddingScorer(pins, users, out.model.similarity), targets, protocol_for(name))
 
     return {"seed": seed, "valid": score(valid_seqs, split.valid, "valid"),
             "test": score(test_seqs, split.test, "test"), "best_epoch": out.best_epoch, "epochs": len(out.history),
@@ -399,6 +401,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="the MLP user head (PinnerFormerConfig.user_head); off: the transformer's output")
     parser.add_argument("--token-input", choices=TOKEN_INPUTS, default="scaled",
                         help="PinnerFormerConfig.token_input: scaled = SASRec's item * sqrt(d), no projection")
+    parser.add_argument("--output", choices=OUTPUTS, default="tied_dot",
+                        help="PinnerFormerConfig.output: tied_dot = SASRec's head (the item table as pin "
+                             "embeddings, dot-product logits, no temperature); normalized = the paper's towers")
     parser.add_argument("--adam-beta2", type=float, default=0.98)
     parser.add_argument("--grad-clip", type=float, default=0.0, help="gradient-norm clip (0: none)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (with --workers > 1: 1 per worker)")

@@ -204,7 +204,8 @@ def compare_methods(lake: Lake, config: EvaluatePinnerFormerConfig, pins, loaded
                 raise AssertionError(f"{label}: the {split} users differ between sequence lengths")
             users[split] = embed_users(model, seqs, device)
         methods.append(evaluator.user_embeddings(label, users, embed_all_pins(model, device),
-                                                 setting=f"max_length={model.config.max_length}"))
+                                                 setting=f"max_length={model.config.max_length}",
+                                                 similarity=model.similarity))
     all_seqs, _ = sequences(None, history_length)
     methods.append(evaluator.popularity(ev.input_history(all_seqs), cutoff_s, config.popularity_days))
     methods.append(evaluator.last_pin(config.last_pin_histories))

@@ -3,8 +3,8 @@
 One ranking core (``embeddings.eval.metrics``) serves every model, so that a difference in numbers is a
 difference in models, not in evaluation code:
 
-* ``EmbeddingScorer``: cosine of query vectors against item vectors (PinSage, content features alone,
-  PinnerFormer's user embedding).
+* ``EmbeddingScorer``: cosine (or dot product) of query vectors against item vectors (PinSage, content
+  features alone, PinnerFormer's user embedding).
 * ``MultiVectorScorer``: several query vectors per query, blended by max, weighted sum or a soft maximum
   (a user's latest pins; PinnerSage's medoids).
 * ``SparseScorer``: a sparse query matrix times a sparse item-item similarity (item-kNN).
@@ -26,7 +26,24 @@ import scipy.sparse as sp
 from embeddings.eval.metrics import SCORE_BUDGET
 
 BLENDS = ("max", "sum", "softmax")
+SIMILARITIES = ("cosine", "dot")
 DEFAULT_BLEND_TEMPERATURE = 0.05
+
+
+def finite_rows(vectors: np.ndarray, what: str) -> np.ndarray:
+    """The rows as a float32 (n, D) array, checked finite.
+
+    Raises:
+        ValueError: not 2-D, or NaN/Inf values (with the first bad row); ``what`` is named.
+    """
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2:
+        raise ValueError(f"{what} must be a 2-D (rows, dim) array, got shape {vectors.shape}")
+    finite = np.isfinite(vectors).all(axis=1)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        raise ValueError(f"{what} has {len(bad)} rows with NaN or Inf values (first row {bad[0]})")
+    return vectors
 
 
 def unit_rows(vectors: np.ndarray, what: str) -> np.ndarray:
@@ -39,13 +56,7 @@ def unit_rows(vectors: np.ndarray, what: str) -> np.ndarray:
     Raises:
         ValueError: not 2-D, or NaN/Inf values (with the first bad row).
     """
-    vectors = np.asarray(vectors, dtype=np.float32)
-    if vectors.ndim != 2:
-        raise ValueError(f"{what} must be a 2-D (rows, dim) array, got shape {vectors.shape}")
-    finite = np.isfinite(vectors).all(axis=1)
-    if not finite.all():
-        bad = np.flatnonzero(~finite)
-        raise ValueError(f"{what} has {len(bad)} rows with NaN or Inf values (first row {bad[0]})")
+    vectors = finite_rows(vectors, what)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.where(norms > 0, norms, 1.0)
 
@@ -66,16 +77,22 @@ def vector_chunks(counts: np.ndarray, num_items: int) -> Iterator[tuple[int, int
 
 
 class EmbeddingScorer:
-    """Cosine similarity: ``unit(queries[rows]) @ unit(items).T``.
+    """Cosine similarity: ``unit(queries[rows]) @ unit(items).T`` (or the plain dot product).
 
     Args:
         item_vectors: (N, D) item embeddings (or content features).
         query_vectors: (Q, D) query embeddings; None means the items themselves (item-to-item).
+        similarity: ``cosine`` or ``dot`` (for models trained on dot-product logits, whose vector norms
+            carry part of the score: PinnerFormer with ``output="tied_dot"``).
     """
 
-    def __init__(self, item_vectors: np.ndarray, query_vectors: np.ndarray | None = None) -> None:
-        self.items = unit_rows(item_vectors, "item vectors")
-        self.queries = self.items if query_vectors is None else unit_rows(query_vectors, "query vectors")
+    def __init__(self, item_vectors: np.ndarray, query_vectors: np.ndarray | None = None,
+                 similarity: str = "cosine") -> None:
+        if similarity not in SIMILARITIES:
+            raise ValueError(f"similarity must be one of {SIMILARITIES}, got {similarity!r}")
+        prepare = unit_rows if similarity == "cosine" else finite_rows
+        self.items = prepare(item_vectors, "item vectors")
+        self.queries = self.items if query_vectors is None else prepare(query_vectors, "query vectors")
         if self.queries.shape[1] != self.items.shape[1]:
             raise ValueError(f"query vectors have dim {self.queries.shape[1]} but item vectors have "
                              f"{self.items.shape[1]}")

@@ -298,16 +298,17 @@ class FutureWindowEvaluator:
     # ---- the methods ----
 
     def user_embeddings(self, name: str, users: Mapping[str, np.ndarray], pins: np.ndarray,
-                        setting: str = "-") -> MethodResult:
+                        setting: str = "-", similarity: str = "cosine") -> MethodResult:
         """A model's user embeddings ``users[split]`` (U, E) (rows = the slice's users) against its pin
-        embeddings ``pins`` (N, E) by cosine (PinnerFormer: user tower vs pin tower)."""
+        embeddings ``pins`` (N, E) by ``similarity`` (PinnerFormer: user tower vs pin tower, by the
+        model's ``similarity``)."""
         for split in SPLITS:
             if len(users[split]) != self.slices[split].seqs.num_users:
                 raise ValueError(f"{name}: {len(users[split])} user embeddings for the {split} slice's "
                                  f"{self.slices[split].seqs.num_users} users")
         if len(pins) != self.num_items:
             raise ValueError(f"{name}: {len(pins)} pin embeddings for {self.num_items} pins")
-        return self.run(name, lambda s, _: EmbeddingScorer(pins, users[s.name]), [setting])
+        return self.run(name, lambda s, _: EmbeddingScorer(pins, users[s.name], similarity), [setting])
 
     def popularity(self, source: UserHistory, cutoff_s: int, days: Sequence[int] = POPULARITY_DAYS,
                    name: str = "popularity") -> MethodResult:

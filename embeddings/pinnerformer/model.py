@@ -23,7 +23,9 @@ it is the one feature through which a later token (its timestamp only) reaches e
 other feature and the attention are causal: position ``i`` sees tokens ``0..i`` only.
 
 Pin tower: ``normalize(MLP(pin vector))`` over the same pin inputs. The softmax temperature is learned
-and clamped at ``min_temperature`` (0.01). ``build_model`` rebuilds the network from the config alone,
+and clamped at ``min_temperature`` (0.01). For id-only data, ``output="tied_dot"`` swaps both towers'
+ends for SASRec's: the user embedding unnormalized, the item-id table as the pin embeddings, dot-product
+logits without a temperature (see the config). ``build_model`` rebuilds the network from the config alone,
 so a ``state_dict`` is all that is stored.
 """
 
@@ -43,6 +45,7 @@ from embeddings.data.schemas import ACTION_VALUES
 FEATURES = ("action", "surface", "duration", "time")
 INITS = ("default", "xavier")
 TOKEN_INPUTS = ("project", "scaled")
+OUTPUTS = ("normalized", "tied_dot")
 HOUR_S, DAY_S, WEEK_S = 3600, 86_400, 604_800
 # The three times that get periodic features, in this order.
 TIME_KINDS = ("absolute", "since_latest", "gap")
@@ -79,6 +82,12 @@ class PinnerFormerConfig:
             needs the features to be ``model_dim`` wide, e.g. id-only with ``item_dim == model_dim`` and
             no other features). With Xavier init on S3-Rec Beauty's shapes the projected item vectors
             start about 10x smaller than the learned positions; scaled ones start at about their size.
+        output: ``normalized`` (the paper's: unit-norm user and pin-tower embeddings, logits are cosines over
+            the learned temperature) or ``tied_dot`` (SASRec's output: the user embedding is the head's
+            output unnormalized, a pin's embedding is its row of the item-id table, the same vectors the
+            input uses, there is no pin tower and no temperature, and logits are plain dot products; needs
+            id-only mode with ``item_dim == embedding_dim``). ``PinnerFormer.similarity`` says how the
+            embeddings are to be compared: ``cosine`` or ``dot``.
     """
 
     pin_dim: int = 256
@@ -102,6 +111,7 @@ class PinnerFormerConfig:
     user_head: bool = True
     init: str = "default"
     token_input: str = "project"
+    output: str = "normalized"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "features", tuple(self.features))
@@ -129,6 +139,12 @@ class PinnerFormerConfig:
         if self.token_input == "scaled" and self.token_dim != self.model_dim:
             raise ValueError(f"token_input='scaled' adds the token features to the positions unprojected: they are "
                              f"{self.token_dim} wide, model_dim is {self.model_dim}")
+        if self.output not in OUTPUTS:
+            raise ValueError(f"PinnerFormerConfig.output must be one of {OUTPUTS}, got {self.output!r}")
+        if self.output == "tied_dot" and not (self.id_only and self.item_dim == self.embedding_dim):
+            raise ValueError(f"output='tied_dot' scores users against the item-id table itself: it needs id-only mode "
+                             f"(num_items > 0, got {self.num_items}) and item_dim ({self.item_dim}) equal to "
+                             f"embedding_dim ({self.embedding_dim})")
         if not self.user_head and self.embedding_dim != self.model_dim:
             raise ValueError(f"without a user head the user embedding is the transformer's output: embedding_dim "
                              f"({self.embedding_dim}) must equal model_dim ({self.model_dim})")
@@ -282,9 +298,11 @@ class PinnerFormer(nn.Module):
         self.final_norm = nn.LayerNorm(c.model_dim)
         self.user_head = (nn.Sequential(nn.Linear(c.model_dim, c.model_dim), nn.GELU(),
                                         nn.Linear(c.model_dim, c.embedding_dim)) if c.user_head else nn.Identity())
-        self.pin_tower = nn.Sequential(nn.Linear(c.pin_input_dim, c.pin_hidden_dim), nn.GELU(),
-                                       nn.Linear(c.pin_hidden_dim, c.embedding_dim))
-        self.log_temperature = nn.Parameter(torch.tensor(math.log(c.initial_temperature)))
+        if c.output == "normalized":
+            self.pin_tower = nn.Sequential(nn.Linear(c.pin_input_dim, c.pin_hidden_dim), nn.GELU(),
+                                           nn.Linear(c.pin_hidden_dim, c.embedding_dim))
+            self.log_temperature = nn.Parameter(torch.tensor(math.log(c.initial_temperature)))
+        # tied_dot: no pin tower and no temperature (parameters without a gradient would trouble DDP).
         if c.init == "xavier":
             for name, param in self.named_parameters():
                 if param.dim() > 1 and name.endswith("weight"):  # not the time features' phases
@@ -311,7 +329,7 @@ class PinnerFormer(nn.Module):
             raise ValueError(f"known must have one flag per pin row ({len(vectors)}), got {tuple(known.shape)}")
         if not torch.isfinite(vectors[known]).all():
             raise ValueError("pin table has NaN or Inf in rows marked known; mark them unknown or fix the table")
-        device = self.log_temperature.device
+        device = self.unknown_pin.device
         self.pin_table, self.pin_known = vectors.to(device), known.to(device)
 
     @property
@@ -328,15 +346,25 @@ class PinnerFormer(nn.Module):
         known = (rows >= 0) & self.pin_known[safe]
         return torch.where(known.unsqueeze(-1), self.pin_table[safe], self.unknown_pin.to(self.pin_table.dtype))
 
+    @property
+    def similarity(self) -> str:
+        """How user and pin embeddings compare: ``cosine`` (unit-norm towers) or ``dot`` (``tied_dot``)."""
+        return "dot" if self.config.output == "tied_dot" else "cosine"
+
     def embed_pins(self, rows: Tensor) -> Tensor:
-        """(...) pin rows -> (..., embedding_dim) unit-norm pin-tower embeddings."""
+        """(...) pin rows -> (..., embedding_dim) pin embeddings: unit-norm pin-tower outputs, or with
+        ``output="tied_dot"`` the item-id table's rows."""
+        if self.config.output == "tied_dot":
+            return self.pin_inputs(rows).float()
         return F.normalize(self.pin_tower(self.pin_inputs(rows)).float(), dim=-1)
 
     # ---- users ----
 
     @property
     def temperature(self) -> Tensor:
-        """The learned softmax temperature, clamped at ``min_temperature``."""
+        """The learned softmax temperature, clamped at ``min_temperature`` (1, fixed, with ``tied_dot``)."""
+        if self.config.output == "tied_dot":
+            return torch.ones((), device=self.position.weight.device)
         return self.log_temperature.exp().clamp_min(self.config.min_temperature)
 
     def tokens(self, inputs: TokenInputs) -> Tensor:
@@ -362,7 +390,7 @@ class PinnerFormer(nn.Module):
             inputs: (B, L) right-padded tokens, L <= ``max_length``, at least one real token per row.
 
         Returns:
-            (B, L, embedding_dim) unit-norm embeddings; row ``b`` position ``i`` depends only on tokens
+            (B, L, embedding_dim) embeddings, unit-norm unless ``output="tied_dot"``; row ``b`` position ``i`` depends only on tokens
             ``0..i`` of row ``b`` (and the latest timestamp, see the module docstring). Padding positions
             hold finite values that mean nothing.
         """
@@ -381,7 +409,8 @@ class PinnerFormer(nn.Module):
         allowed = allowed.unsqueeze(1)  # (B, 1, L, L)
         for block in self.blocks:
             h = block(h, allowed)
-        return F.normalize(self.user_head(self.final_norm(h)).float(), dim=-1)
+        out = self.user_head(self.final_norm(h)).float()
+        return out if self.config.output == "tied_dot" else F.normalize(out, dim=-1)
 
     def embed_users(self, inputs: TokenInputs) -> Tensor:
         """(B, embedding_dim) user embeddings: each row's output at its latest real token."""

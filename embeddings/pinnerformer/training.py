@@ -350,7 +350,7 @@ def embed_users(model: PinnerFormer, seqs: UserSequences, device: torch.device |
 
 @torch.no_grad()
 def embed_all_pins(model: PinnerFormer, device: torch.device | str = "cpu", chunk_size: int = 65_536) -> np.ndarray:
-    """(P, E) float32 pin-tower embeddings of every pin row."""
+    """(P, E) float32 pin embeddings of every pin row (``PinnerFormer.embed_pins``)."""
     device = torch.device(device)
     was_training = model.training
     model.eval()
@@ -379,7 +379,7 @@ def evaluate_future(model: PinnerFormer, seqs: UserSequences, *, mode: str = "wi
     what = "first future positive" if mode == "next" else "future positives within the window"
     protocol = (f"user {what} | full ranking over all pins, input history masked | {split} | "
                 "ties pessimistic")
-    return evaluate_ranking(EmbeddingScorer(pins, users), seqs.future_matrix(mode), protocol=protocol,
+    return evaluate_ranking(EmbeddingScorer(pins, users, model.similarity), seqs.future_matrix(mode), protocol=protocol,
                             seen=seqs.history_matrix(), ks=(k,))
 
 

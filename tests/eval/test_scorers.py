@@ -27,6 +27,18 @@ def test_embedding_scorer_is_cosine():
     np.testing.assert_allclose(EmbeddingScorer(ITEMS, queries)(np.array([0])), [[0, -1, -S]], rtol=1e-6)
 
 
+
+def test_embedding_scorer_by_dot_product_keeps_the_norms():
+    queries = np.array([[0.0, -3.0]])
+    np.testing.assert_allclose(EmbeddingScorer(ITEMS, queries, "dot")(np.array([0])), [[0, -6, -3]], rtol=1e-6)
+    # Item 1 (norm 2) outranks item 2 (norm sqrt 2) by dot product, not by cosine.
+    np.testing.assert_allclose(EmbeddingScorer(ITEMS, similarity="dot")(np.array([1])), [[0, 4, 2]], rtol=1e-6)
+    with pytest.raises(ValueError, match="similarity must be one of"):
+        EmbeddingScorer(ITEMS, similarity="l2")
+    with pytest.raises(ValueError, match=r"query vectors has 1 rows with NaN"):
+        EmbeddingScorer(ITEMS, np.array([[np.nan, 0.0]]), "dot")
+
+
 def test_unit_rows_keeps_zero_rows_and_rejects_non_finite():
     np.testing.assert_allclose(unit_rows(np.array([[0.0, 0.0], [3.0, 4.0]]), "v"), [[0, 0], [0.6, 0.8]], rtol=1e-6)
     with pytest.raises(ValueError, match=r"item vectors has 1 rows with NaN or Inf values \(first row 1\)"):

@@ -214,3 +214,36 @@ def test_scaled_token_input_is_the_item_vector_times_sqrt_d_without_a_projection
         tiny_config(features=("action", "surface"), token_input="scaled")
     with pytest.raises(ValueError, match="token_input must be one of"):
         tiny_config(token_input="concat")
+
+
+def test_tied_dot_output_scores_the_unnormalized_user_against_the_item_table():
+    tied, tokens = _model(features=(), token_input="scaled", output="tied_dot"), _tokens()
+    assert tied.similarity == "dot" and tied.temperature.item() == 1.0
+    names = set(tied.state_dict())
+    assert not any(n.startswith(("pin_tower.", "log_temperature")) for n in names)
+    rows = torch.tensor([[3, 0], [39, 7]])
+    torch.testing.assert_close(tied.embed_pins(rows), tied.item_embedding.weight[rows])  # tied: the input table
+    out = tied(tokens)
+    assert not torch.allclose(out.norm(dim=-1), torch.ones(3, 6))
+    # The same weights under the normalized output give the same directions: only the norm differs.
+    normalized = _model(features=(), token_input="scaled")
+    missing, unexpected = normalized.load_state_dict(tied.state_dict(), strict=False)
+    assert sorted(missing) == ["log_temperature", "pin_tower.0.bias", "pin_tower.0.weight", "pin_tower.2.bias",
+                               "pin_tower.2.weight"] and not unexpected
+    assert normalized.similarity == "cosine"
+    torch.testing.assert_close(torch.nn.functional.normalize(out, dim=-1), normalized(tokens))
+    # Gradients of a dot-product logit reach the item table from both ends (input and output).
+    logit = (tied.embed_users(tokens) * tied.embed_pins(torch.tensor([5, 5, 5]))).sum()
+    logit.backward()
+    assert tied.item_embedding.weight.grad[5].abs().sum() > 0
+    old = {k: v for k, v in tiny_config().to_dict().items() if k != "output"}
+    assert PinnerFormerConfig.from_dict(old).output == "normalized"
+
+
+def test_tied_dot_output_needs_an_id_table_as_wide_as_the_embedding():
+    with pytest.raises(ValueError, match="output='tied_dot' .* needs id-only mode"):
+        tiny_config(num_items=0, pin_dim=16, output="tied_dot")
+    with pytest.raises(ValueError, match=r"item_dim \(8\) equal to embedding_dim \(16\)"):
+        tiny_config(item_dim=8, output="tied_dot")
+    with pytest.raises(ValueError, match="output must be one of"):
+        tiny_config(output="bilinear")

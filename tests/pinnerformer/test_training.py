@@ -93,6 +93,25 @@ def test_validation_ranks_future_positives_and_keeps_the_best_epoch(sequences):
     assert "input history masked" in result.protocol
 
 
+def test_the_tied_dot_output_learns_the_toy_and_is_validated_by_dot_product(sequences):
+    options = dataclasses.replace(OPTIONS, objective="sasrec", negatives="full", num_epochs=6, patience=6,
+                                  valid_mode="next")
+    model = _model(features=(), token_input="scaled", output="tied_dot", user_head=False)
+    out = train(model, sequences["all"], options, valid=sequences["cut"])
+    losses = [h["train_loss"] for h in out.history]
+    assert losses[-1] < 0.8 * losses[0], losses
+    hrs = [h["valid_hr@10"] for h in out.history]
+    result = evaluate_future(out.model, sequences["cut"], mode="next", k=10)
+    assert result.values["hr@10"].mean() == pytest.approx(max(hrs))
+    # The validation ranks by dot product, the model's similarity: cosine would rank otherwise.
+    users = training.embed_users(out.model, sequences["cut"])
+    pins = training.embed_all_pins(out.model)
+    by_dot = np.argsort(-(users @ pins.T), axis=1, kind="stable")[:, :10]
+    cosine = (users / np.linalg.norm(users, axis=1, keepdims=True)) @ (pins / np.linalg.norm(pins, axis=1,
+                                                                                           keepdims=True)).T
+    assert not np.array_equal(by_dot, np.argsort(-cosine, axis=1, kind="stable")[:, :10])
+
+
 def test_a_nan_loss_stops_the_run_naming_step_and_batch_and_keeps_a_checkpoint(sequences, tmp_path, monkeypatch):
     real = training.batch_loss
     calls = {"n": 0}
