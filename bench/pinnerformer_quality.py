@@ -40,6 +40,10 @@ PinSage last pin and time-decayed average, and PinnerSage's 3 medoids (Ward on t
 Bars: dense all-action >= next-action, and one PinnerFormer embedding >= 3 PinnerSage medoids, on TEST
 Recall@10 (paired bootstrap intervals reported).
 
+Section ``public`` (``--sections public``): HetRec Last.fm and MovieLens latest-small, per-user split, the same
+future-window table as ``synthetic`` (PinnerFormer's objectives, PinnerSage's 3 medoids, PinSage baselines,
+popularity, item-kNN), reported whichever way it falls: ``bench/pinnerformer_public.py``.
+
 Reported (S3-Rec): per method HR@10 / NDCG@10 on TEST (the model: mean and standard deviation over seeds), and a
 paired bootstrap over users of the model's per-user TEST metric (averaged over seeds) minus the best
 baseline's (the baseline with the best VALID NDCG@10). Writes ``bench/results/pinnerformer.json`` (one
@@ -66,6 +70,7 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
+from bench import pinnerformer_public as public  # noqa: E402
 from bench.common import record  # noqa: E402
 from embeddings.data.importers.s3rec import read_s3rec  # noqa: E402
 from embeddings.data.schemas import Action  # noqa: E402
@@ -100,6 +105,7 @@ REFERENCE = {
                "item-kNN history (issue)": (0.0798, 0.0416)},
 }
 BAR = "plain transformer"
+SECTIONS = ("s3rec", "synthetic", "public")
 
 
 @dataclass(frozen=True)
@@ -376,7 +382,7 @@ def _per_dataset(items: Sequence[str]) -> dict[str, int]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sections", nargs="+", default=["s3rec", "synthetic"], choices=["s3rec", "synthetic"])
+    parser.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS)
     parser.add_argument("--datasets", nargs="+", default=["Beauty", "LastFM"], choices=["Beauty", "LastFM"])
     parser.add_argument("--lake", default=os.environ.get("EMB_LAKE_URI", str(REPO_ROOT / "var" / "lake")))
     parser.add_argument("--ds", default="2026-11-01", help="the demo lake's ds")
@@ -409,6 +415,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads (with --workers > 1: 1 per worker)")
     parser.add_argument("--workers", type=int, default=1, help="seeds trained at once, one process each")
     parser.add_argument("--quick", action="store_true", help="records nothing")
+    public.add_arguments(parser)
     args = parser.parse_args(argv)
     args.epochs, args.patience = _per_dataset(args.epochs), _per_dataset(args.patience)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -422,6 +429,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if "synthetic" in args.sections:
         records["synthetic"], lines = bench_synthetic(args)
         summary += lines
+    if "public" in args.sections:
+        for name in args.public_datasets:
+            records[name], lines = public.bench_public(name, args)
+            summary += lines
     print("\n".join(summary))
     if args.quick:
         return
@@ -439,10 +450,13 @@ def main(argv: Sequence[str] | None = None) -> None:
                     if isinstance(value, dict) and "recorded_by" not in value else value
     datasets = [f"S3-Rec {', '.join(args.datasets)} (../shared/data/s3rec)"] if "s3rec" in args.sections else []
     datasets += [f"synthetic demo lake {args.lake} ds={args.ds}"] if "synthetic" in args.sections else []
+    datasets += [f"{n} ({public.PATHS[n]})" for n in args.public_datasets] if "public" in args.sections else []
     protocols = ["S3-Rec: leave-one-out (last item TEST, second last VALID), full ranking over all items, history "
                  "masked"] if "s3rec" in args.sections else []
     protocols += ["synthetic: PinnerFormer future window on held-out users (Recall@10 of all positives in 14 days, "
                   "full ranking, history masked)"] if "synthetic" in args.sections else []
+    protocols += ["public: per-user split (each user's last 20% of positives TEST, the 20% before VALID), Recall@10 "
+                  "of every new pin of the slice, full ranking, history masked"] if "public" in args.sections else []
     record(name, command.strip(), "; ".join(datasets), "; ".join(protocols) + "; tuned on VALID, TEST scored once",
            config, records, summary)
 

@@ -16,7 +16,7 @@ some ``pinnersage_<sections>.json``, and appends an entry to docs/BENCHMARKS.md)
   (every new pin of the slice is a target, history masked, full ranking), ``--max-users`` per slice.
 * ``hetrec``: HetRec Last.fm imported and split per user (``engagement.split_per_user``) and PinSage
   (importance pooling, hard negatives, seed 0, ``--hetrec-epochs`` with early stopping) trained on its
-  TRAIN saves, both by ``bench/pinsage_quality.py``'s functions (``hetrec_inputs``, ``train_and_embed``);
+  TRAIN saves, both by ``bench/pinsage_quality.py``'s functions (``public_inputs``, ``train_and_embed``);
   the same evaluation over every user with a held-out save (no planted truth: no entropy, no Spearman).
 * ``speed``: ``user_medoids`` users/s for users of 50, 200 and 500 actions (random unit vectors, d=256,
   ages uniform over 90 days, one BLAS thread, best of 3 passes), as the script of docs/PINNERSAGE.md.
@@ -180,13 +180,13 @@ def bench_hetrec(args: argparse.Namespace) -> dict:
     from embeddings.pinsage.training import TrainingOptions
 
     walk = WalkConfig(num_steps=args.ppr_steps, top_t=50, band=(200, 500), num_band_samples=20)
-    inputs, _ = pq.hetrec_inputs(Path(args.hetrec_path), walk, 31 * pq.DAY_S, 0)
+    inputs, _ = pq.public_inputs(Path(args.hetrec_path), walk, 31 * pq.DAY_S, 0)
     options = TrainingOptions(num_epochs=args.hetrec_epochs, patience=2, num_workers=1, log_every_s=30.0)
     variant = pq.Variant("pinsage importance", "importance", True, (args.seed,))
     with tempfile.TemporaryDirectory() as tmp:
         vectors, training = pq.train_and_embed(inputs, variant, args.seed, options, (256, 256), Path(tmp))
 
-    dataset = read_dataset("hetrec-lastfm", Path(args.hetrec_path))  # the saves, as hetrec_inputs reads them
+    dataset = read_dataset("hetrec-lastfm", Path(args.hetrec_path))  # the saves, as public_inputs reads them
     events = dataset.events
     user_ids = events.column("user_id").to_numpy()
     event_pins = events.column("pin_id").to_numpy()

@@ -48,7 +48,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from bench.common import record  # noqa: E402
 from embeddings.data import synthetic  # noqa: E402
-from embeddings.data.engagement import TEST, TRAIN, VALID, TimeSplit, split_per_user  # noqa: E402
+from embeddings.data.engagement import TEST, TRAIN, VALID, TimeSplit, positive_mask, split_per_user  # noqa: E402
 from embeddings.data.features import content_features  # noqa: E402
 from embeddings.data.importers import read_dataset  # noqa: E402
 from embeddings.graph.csr import BipartiteCSR  # noqa: E402
@@ -166,11 +166,15 @@ def train_and_embed(inputs: Inputs, variant: Variant, seed: int, options: Traini
 # ---- HetRec Last.fm -------------------------------------------------------------------------------
 
 
-def hetrec_inputs(path: Path, walk: WalkConfig, max_gap_s: float | None, max_train_pairs: int,
-                  ) -> tuple[Inputs, EvaluationData]:
-    """Import HetRec Last.fm, split per user, build graph / neighborhoods / features / pairs from TRAIN."""
-    dataset = read_dataset("hetrec-lastfm", path)
-    events, pins = dataset.events, dataset.pins.sort_by("pin_id")
+def public_inputs(path: Path, walk: WalkConfig, max_gap_s: float | None, max_train_pairs: int,
+                  dataset: str = "hetrec-lastfm") -> tuple[Inputs, EvaluationData]:
+    """Import a public dataset (``importers.DATASETS``: HetRec Last.fm here, MovieLens too for
+    bench/pinnerformer_quality.py), keep its positive engagements (HetRec's are all saves; MovieLens's are
+    ratings >= 4), split them per user, build graph / neighborhoods / features / pairs from TRAIN."""
+    imported = read_dataset(dataset, path)
+    events, pins = imported.events, imported.pins.sort_by("pin_id")
+    events = events.filter(pa.array(positive_mask(events.column("action").to_numpy(zero_copy_only=False),
+                                                  events.column("duration_ms").to_numpy(zero_copy_only=False))))
     pin_ids = pins.column("pin_id").to_numpy().astype(np.int64)
     user_ids = events.column("user_id").to_numpy()
     event_pins = events.column("pin_id").to_numpy()
@@ -178,7 +182,7 @@ def hetrec_inputs(path: Path, walk: WalkConfig, max_gap_s: float | None, max_tra
     labels = split_per_user(user_ids, event_pins, ts)
     rows = rows_of(pin_ids, event_pins)
     if (rows < 0).any():
-        raise ValueError(f"{int((rows < 0).sum())} HetRec saves name pins missing from the pins table")
+        raise ValueError(f"{int((rows < 0).sum())} {dataset} saves name pins missing from the pins table")
     _, users = np.unique(user_ids, return_inverse=True)
     users = users.ravel().astype(np.int64)
 
@@ -210,7 +214,7 @@ def hetrec_inputs(path: Path, walk: WalkConfig, max_gap_s: float | None, max_tra
         "pairs": {"train_available": len(train_pairs), "train_used": len(positive.train),
                   "valid": len(split_pairs["valid"]), "test": len(split_pairs["test"]), "gap": gap},
     }
-    log.info("HetRec: %s", stats)
+    log.info("%s: %s", dataset, stats)
     return Inputs(graph, csr, positive, stats), data
 
 
@@ -247,7 +251,7 @@ def bench_hetrec(args: argparse.Namespace, variants: Sequence[Variant], options:
                  workdir: Path) -> tuple[dict, pd.DataFrame, dict]:
     walk = WalkConfig(num_steps=args.ppr_steps, top_t=args.num_neighbors, band=(200, 500), num_band_samples=20)
     max_gap_s = None if args.max_gap_days <= 0 else args.max_gap_days * DAY_S
-    inputs, data = hetrec_inputs(Path(args.hetrec_path), walk, max_gap_s, args.max_train_pairs)
+    inputs, data = public_inputs(Path(args.hetrec_path), walk, max_gap_s, args.max_train_pairs)
     evaluator = Evaluator(data)
     methods: dict[str, list[MethodResult]] = {}
     training: dict[str, list[dict]] = {}
