@@ -8,9 +8,9 @@ MovieLens latest-small: the same table, reported whichever way it falls"). Per d
    docs/DATA.md: each user's last 20% = TEST, the 20% before = VALID), by ``bench/pinsage_quality.py``'s
    ``public_inputs``, which also builds the pin-board graph, PPR neighborhoods, content features and pairs
    from TRAIN only.
-2. **PinSage** (importance pooling, hard negatives, sampled softmax, seed 0) trained on the TRAIN pairs,
-   early-stopped on VALID pairs (``train_and_embed``); its embeddings are the pins' input vectors and the
-   vectors PinnerSage clusters.
+2. **PinSage** (importance pooling, the sampled-softmax loss, seed 0: the PinSage bench's main variant)
+   trained on the TRAIN pairs, early-stopped on VALID pairs (``train_and_embed``); its embeddings are the
+   pins' input vectors and the vectors PinnerSage clusters.
 3. **PinnerFormer** in PinSage mode (the nightly model's shapes: ``jobs.train_pinnerformer`` defaults, the
    PinSage table attached, the pin tower over it), once per objective (``--public-objectives``, default dense
    all-action and next-action) and seed, trained on each user's TRAIN actions (cut as the split cuts:
