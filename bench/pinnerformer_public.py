@@ -15,7 +15,8 @@ MovieLens latest-small: the same table, reported whichever way it falls"). Per d
    PinSage table attached, the pin tower over it), once per objective (``--public-objectives``, default dense
    all-action and next-action) and seed, trained on each user's TRAIN actions (cut as the split cuts:
    the last 20% are future positives, the rest input, as the nightly job cuts timelines at a cutoff),
-   early-stopped on VALID recall@10, TEST scored once. The clock: HetRec's times are calendar dates (most consecutive saves share
+   early-stopped on VALID recall@10; the learning rate (``--public-lrs``, the nightly job's 5e-3 and 1e-3) chosen
+   on the evaluator's VALID recall@10 with the first seed; TEST scored once. The clock: HetRec's times are calendar dates (most consecutive saves share
    one) and most MovieLens users rated everything within minutes, which is why docs/DATA.md splits them
    per user; for the same reason the sequences count time in actions, not seconds: a user's i-th action
    is at day i, so the K=28-day window of the all-action objectives is the next 28 actions, and the time
@@ -181,9 +182,10 @@ def model_config(pin_dim: int, args: argparse.Namespace) -> PinnerFormerConfig:
                               pin_hidden_dim=max(d["model_dim"], d["embedding_dim"]), features=())
 
 
-def train_pinnerformer(data: PublicData, pins: np.ndarray, objective: str, seed: int,
-                       args: argparse.Namespace) -> tuple[object, dict]:
-    """One PinnerFormer on TRAIN, early-stopped on VALID recall@10 (window: every VALID positive)."""
+def train_pinnerformer(data: PublicData, pins: np.ndarray, objective: str, seed: int, args: argparse.Namespace,
+                       learning_rate: float | None = None) -> tuple[object, dict]:
+    """One PinnerFormer on TRAIN, early-stopped on VALID recall@10 (window: every VALID positive);
+    ``learning_rate`` None: the nightly job's."""
     window = args.public_window_actions
     train_seqs = sequences(data, [TRAIN], None, args.public_max_length, window, min_actions=2,
                            holdout_share=TRAIN_HOLDOUT_SHARE)
@@ -193,37 +195,66 @@ def train_pinnerformer(data: PublicData, pins: np.ndarray, objective: str, seed:
     model.attach_pin_table(torch.from_numpy(pins))
     options = dataclasses.replace(DEFAULT_TRAINING, objective=objective, seed=seed,
                                   num_epochs=args.public_epochs, patience=args.public_patience,
-                                  valid_mode="window", eval_k=10, log_every_s=60)
+                                  valid_mode="window", eval_k=10, log_every_s=60,
+                                  learning_rate=learning_rate or DEFAULT_TRAINING.learning_rate)
     out = train(model, train_seqs, options, valid=valid_seqs)
-    summary = {"objective": objective, "seed": seed, "best_epoch": out.best_epoch, "epochs": len(out.history),
+    summary = {"objective": objective, "seed": seed, "learning_rate": options.learning_rate,
+               "best_epoch": out.best_epoch, "epochs": len(out.history),
                "train_seconds": round(out.train_seconds, 1), "users_per_s": round(out.users_per_s, 1),
                "valid_curve": [h.get("valid_recall@10") for h in out.history]}
     return out.model, summary
 
 
-def pinnerformer_method(name: str, model, data: PublicData, evaluator: PinnerSageEvaluator,
-                        args: argparse.Namespace) -> MethodResult:
-    """The model's user embeddings (from each slice's history) against its pin tower, on the evaluator's
-    slices. Users with no history get no vector (their targets rank last, as for every method)."""
-    started = time.perf_counter()
+def pinnerformer_scores(model, data: PublicData, evaluator: PinnerSageEvaluator, split: str,
+                        args: argparse.Namespace) -> tuple[RankingMetrics, np.ndarray]:
+    """The model's user embeddings (from the slice's history) against its pin tower (``evaluator``'s pin
+    vectors) on the evaluator's ``split`` slice: (metrics, one vector per scored user). Users with no
+    history get no vector (their targets rank last, as for every method)."""
     history_labels = {"valid": [TRAIN], "test": [TRAIN, VALID]}
-    results, clusters = {}, {}
-    for split in SLICES:
-        seqs = sequences(data, history_labels[split], None, args.public_max_length, 1.0, min_actions=1)
-        vectors = np.zeros((evaluator.data.num_users, model.config.embedding_dim), np.float32)
-        vectors[seqs.user_ids] = embed_users(model, seqs)
-        users = evaluator.slices[split].users()
-        has = np.zeros(evaluator.data.num_users, bool)
-        has[seqs.user_ids] = True
-        counts = np.zeros(evaluator.data.num_users, np.int64)
-        counts[users[has[users]]] = 1
-        rows = np.flatnonzero(counts)
-        user_vectors = UserVectors(np.concatenate([[0], np.cumsum(counts)]), vectors[rows], np.ones(len(rows)),
-                                   counts)
-        results[split] = evaluator.evaluate(user_vectors, split, "max")
-        clusters[split] = counts[results[split].query_ids]
-    return MethodResult(name, "-", [("-", float(results["valid"].metric(TUNING_METRIC).mean()))], results, clusters,
-                        time.perf_counter() - started)
+    seqs = sequences(data, history_labels[split], None, args.public_max_length, 1.0, min_actions=1)
+    vectors = np.zeros((evaluator.data.num_users, model.config.embedding_dim), np.float32)
+    vectors[seqs.user_ids] = embed_users(model, seqs)
+    users = evaluator.slices[split].users()
+    has = np.zeros(evaluator.data.num_users, bool)
+    has[seqs.user_ids] = True
+    counts = np.zeros(evaluator.data.num_users, np.int64)
+    counts[users[has[users]]] = 1
+    rows = np.flatnonzero(counts)
+    user_vectors = UserVectors(np.concatenate([[0], np.cumsum(counts)]), vectors[rows], np.ones(len(rows)), counts)
+    result = evaluator.evaluate(user_vectors, split, "max")
+    return result, counts[result.query_ids]
+
+
+def pinnerformer_methods(data: PublicData, pins: np.ndarray, eval_data: EvaluationData, objective: str,
+                         args: argparse.Namespace) -> tuple[list[MethodResult], dict]:
+    """One objective: the learning rate chosen on VALID recall@10 (the evaluator's VALID slice) with the
+    first seed, then every seed trained at that rate and scored on TEST once. Returns one result per seed
+    and the record of the choice."""
+    def fit(seed: int, lr: float) -> tuple[object, PinnerSageEvaluator, RankingMetrics, np.ndarray, dict]:
+        started = time.perf_counter()
+        model, summary = train_pinnerformer(data, pins, objective, seed, args, lr)
+        tower = PinnerSageEvaluator(eval_data, embed_all_pins(model), tuning_metric=TUNING_METRIC)
+        valid, clusters = pinnerformer_scores(model, data, tower, "valid", args)
+        summary["seconds"] = round(time.perf_counter() - started, 1)
+        return model, tower, valid, clusters, summary
+
+    first = args.seeds[0]
+    candidates = {lr: fit(first, lr) for lr in args.public_lrs}
+    scores = [(lr, float(c[2].metric(TUNING_METRIC).mean())) for lr, c in candidates.items()]
+    lr = max(scores, key=lambda item: item[1])[0]  # ties: the earlier rate
+    log.info("PinnerFormer %s: learning rate %g chosen on VALID %s %s", objective, lr, TUNING_METRIC, scores)
+    methods, summaries = [], []
+    for seed in args.seeds:
+        model, tower, valid, valid_clusters, summary = candidates[lr] if seed == first else fit(seed, lr)
+        test, test_clusters = pinnerformer_scores(model, data, tower, "test", args)
+        name = f"PinnerFormer {objective} seed {seed}"
+        methods.append(MethodResult(name, f"lr={lr:g}", [(f"lr={v:g}", m) for v, m in scores],
+                                    {"valid": valid, "test": test}, {"valid": valid_clusters, "test": test_clusters},
+                                    summary["seconds"]))
+        summaries.append(summary)
+        log.info("%s: best epoch %d/%d, TEST recall@10 %.4f", name, summary["best_epoch"], summary["epochs"],
+                 test.metric("recall@10").mean())
+    return methods, {"learning_rate": lr, "valid_by_learning_rate": scores, "training": summaries}
 
 
 def sparse_methods(evaluator: PinnerSageEvaluator) -> list[MethodResult]:
@@ -271,14 +302,8 @@ def bench_public(name: str, args: argparse.Namespace) -> tuple[dict, list[str]]:
     methods += sparse_methods(pinsage_eval)
     trained = {}
     for objective in args.public_objectives:
-        for seed in args.seeds:
-            label = f"PinnerFormer {objective} seed {seed}"
-            model, summary = train_pinnerformer(data, pins, objective, seed, args)
-            tower = PinnerSageEvaluator(eval_data, embed_all_pins(model), tuning_metric=TUNING_METRIC)
-            methods.append(pinnerformer_method(label, model, data, tower, args))
-            trained[label] = summary
-            log.info("%s: best epoch %d/%d, TEST recall@10 %.4f", label, summary["best_epoch"], summary["epochs"],
-                     methods[-1].results["test"].metric("recall@10").mean())
+        results, trained[objective] = pinnerformer_methods(data, pins, eval_data, objective, args)
+        methods += results
     by_name = {m.name: m for m in methods}
     test_users = by_name["pinnersage"].results["test"].query_ids
     for m in methods:  # one evaluated population: every method's TEST users are the same sample
@@ -295,7 +320,7 @@ def bench_public(name: str, args: argparse.Namespace) -> tuple[dict, list[str]]:
         records[m.name] = {k: float(m.results["test"].metric(k).mean()) for k in REPORTED} | {
             "choice": repr(m.setting), f"valid_{TUNING_METRIC}": float(m.results["valid"].metric(TUNING_METRIC).mean())}
     for objective, names in groups.items():
-        rec = {"seeds": list(args.seeds), "training": [trained[n] for n in names]}
+        rec = {"seeds": list(args.seeds)} | trained[objective]
         for k in REPORTED:
             values = [float(by_name[n].results["test"].metric(k).mean()) for n in names]
             rec[k] = float(np.mean(values))
@@ -328,7 +353,8 @@ def bench_public(name: str, args: argparse.Namespace) -> tuple[dict, list[str]]:
     for n in order:
         rec = records[n]
         spread = f" ± {rec['recall@10_std']:.4f}" if "recall@10_std" in rec else ""
-        choice = f" (VALID-chosen {rec['choice']})" if "choice" in rec else f" (seeds {rec['seeds']})"
+        choice = (f" (VALID-chosen {rec['choice']})" if "choice" in rec
+                  else f" (VALID-chosen lr={rec['learning_rate']:g}, seeds {rec['seeds']})")
         summary.append(f"{name} {n}{choice}: Recall@10 {rec['recall@10']:.4f}{spread}, @50 {rec['recall@50']:.4f}, "
                        f"@100 {rec['recall@100']:.4f}")
     for label, d in records["comparisons"].items():
@@ -343,6 +369,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--public-objectives", nargs="+", default=["dense_all_action", "next_action"])
     parser.add_argument("--public-epochs", type=int, default=40, help="PinnerFormer epoch cap (early stopping)")
     parser.add_argument("--public-patience", type=int, default=5)
+    parser.add_argument("--public-lrs", nargs="+", type=float, default=[5e-3, 1e-3],
+                        help="PinnerFormer learning rates tried on VALID with the first seed (the nightly job's first)")
     parser.add_argument("--public-max-length", type=int, default=64, help="M (the nightly job's default)")
     parser.add_argument("--public-window-actions", type=float, default=28.0,
                         help="K of the all-action objectives, in actions (the action clock: one day per action)")

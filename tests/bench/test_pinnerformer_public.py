@@ -85,10 +85,14 @@ def test_every_method_of_the_table_scores_the_same_users_on_the_same_slices():
     for objective in ("next_action", "dense_all_action"):  # both find labels in the cut TRAIN slice
         model, summary = public.train_pinnerformer(data, pins, objective, 0, args)
         assert summary["epochs"] == 3 and len(summary["valid_curve"]) == 3
-    tower = PinnerSageEvaluator(data.evaluation_data(0), public.embed_all_pins(model),
-                                tuning_metric=public.TUNING_METRIC)
-    method = public.pinnerformer_method("PinnerFormer", model, data, tower, args)
-    for m in [*sparse, method]:
+    args = _args(public_epochs=2, public_patience=2, public_max_length=16, public_max_users=0, seeds=[0, 1],
+                 public_lrs=[1e-3, 5e-3])
+    models, record = public.pinnerformer_methods(data, pins, data.evaluation_data(0), "dense_all_action", args)
+    assert [m.name for m in models] == ["PinnerFormer dense_all_action seed 0", "PinnerFormer dense_all_action seed 1"]
+    chosen = max(record["valid_by_learning_rate"], key=lambda item: item[1])[0]
+    assert record["learning_rate"] == chosen and all(t["learning_rate"] == chosen for t in record["training"])
+    method = models[0]
+    for m in [*sparse, *models]:
         assert m.results["test"].query_ids.tolist() == list(range(60)), m.name
         assert "per-user split test" in m.results["test"].protocol
         recall = m.results["test"].metric("recall@10")
