@@ -367,7 +367,7 @@ def bench_public(name: str, args: argparse.Namespace) -> tuple[dict, list[str]]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--public-datasets", nargs="+", default=list(PATHS), choices=list(PATHS))
     parser.add_argument("--public-objectives", nargs="+", default=["dense_all_action", "next_action"])
-    parser.add_argument("--public-epochs", type=int, default=40, help="PinnerFormer epoch cap (early stopping)")
+    parser.add_argument("--public-epochs", type=int, default=100, help="PinnerFormer epoch cap (early stopping)")
     parser.add_argument("--public-patience", type=int, default=5)
     parser.add_argument("--public-lrs", nargs="+", type=float, default=[5e-3, 1e-3],
                         help="PinnerFormer learning rates tried on VALID with the first seed (the nightly job's first)")
