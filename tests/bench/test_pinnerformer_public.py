@@ -91,6 +91,8 @@ def test_every_method_of_the_table_scores_the_same_users_on_the_same_slices():
     assert [m.name for m in models] == ["PinnerFormer dense_all_action seed 0", "PinnerFormer dense_all_action seed 1"]
     chosen = max(record["valid_by_learning_rate"], key=lambda item: item[1])[0]
     assert record["learning_rate"] == chosen and all(t["learning_rate"] == chosen for t in record["training"])
+    assert len(models[0].tuning) == 2 and models[1].tuning == [
+        (f"lr={chosen:g}", models[1].results["valid"].metric("recall@10").mean())]
     method = models[0]
     for m in [*sparse, *models]:
         assert m.results["test"].query_ids.tolist() == list(range(60)), m.name
