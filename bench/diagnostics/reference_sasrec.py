@@ -1,6 +1,6 @@
 """The issue's reference: a plain SASRec, scored by the project's evaluation code (a diagnostic, not a product).
 
-    .venv/bin/python bench/diagnostics/reference_sasrec.py Beauty 2 1500     # dataset, torch threads, training budget (s)
+    .venv/bin/python bench/diagnostics/reference_sasrec.py Beauty 2 1500 0   # dataset, torch threads, training budget (s), seed
 
 Item-id embeddings (Xavier-normal, scaled by sqrt(d)) plus learned positions, left padding to 50, two pre-norm
 ``nn.TransformerEncoderLayer`` (1 head, d=64, feed-forward 64, dropout 0.3), a final LayerNorm, logits = dot
@@ -81,11 +81,11 @@ def evaluate(model: SASRec, targets: UserTargets, which: str):
     return evaluate_users(DotScorer(users, items), targets, protocol_for(which))
 
 
-def main(name: str = "Beauty", threads: int = 2, budget_s: float = 1800.0) -> None:
-    torch.manual_seed(0)
+def main(name: str = "Beauty", threads: int = 2, budget_s: float = 1800.0, seed: int = 0) -> None:
+    torch.manual_seed(seed)
     torch.set_num_threads(threads)
     split = load(name).split
-    checkpoint = REPO / "var" / "bench" / f"reference_sasrec_{name}.pt"
+    checkpoint = REPO / "var" / "bench" / f"reference_sasrec_{name}_seed{seed}.pt"
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     train = left_padded(split.train, MAX_LENGTH + 1)
     train = train[(train > 0).sum(dim=1) >= 2]
@@ -118,4 +118,4 @@ def main(name: str = "Beauty", threads: int = 2, budget_s: float = 1800.0) -> No
 
 if __name__ == "__main__":
     main(sys.argv[1] if len(sys.argv) > 1 else "Beauty", int(sys.argv[2]) if len(sys.argv) > 2 else 2,
-         float(sys.argv[3]) if len(sys.argv) > 3 else 1800.0)
+         float(sys.argv[3]) if len(sys.argv) > 3 else 1800.0, int(sys.argv[4]) if len(sys.argv) > 4 else 0)
