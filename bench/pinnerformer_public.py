@@ -15,12 +15,13 @@ MovieLens latest-small: the same table, reported whichever way it falls"). Per d
    PinSage table attached, the pin tower over it), once per objective (``--public-objectives``, default dense
    all-action and next-action) and seed, trained on each user's TRAIN actions (cut as the split cuts:
    the last 20% are future positives, the rest input, as the nightly job cuts timelines at a cutoff),
-   early-stopped on VALID recall@10; the learning rate (``--public-lrs``, the nightly job's 5e-3 and 1e-3) chosen
-   on the evaluator's VALID recall@10 with the first seed; TEST scored once. The clock: HetRec's times are calendar dates (most consecutive saves share
-   one) and most MovieLens users rated everything within minutes, which is why docs/DATA.md splits them
-   per user; for the same reason the sequences count time in actions, not seconds: a user's i-th action
-   is at day i, so the K=28-day window of the all-action objectives is the next 28 actions, and the time
-   features are off (so are action and surface: every kept action is a save with no surface).
+   early-stopped on VALID recall@10; the learning rate (``--public-lrs``: the nightly job's 5e-3, and 1e-3)
+   chosen on the evaluator's VALID recall@10 with the first seed; TEST scored once. The clock: HetRec's
+   times are calendar dates (most consecutive saves share one) and most MovieLens users rated everything
+   within minutes, which is why docs/DATA.md splits them per user; for the same reason the sequences
+   count time in actions, not seconds: a user's i-th action is at day i, so the K=28-day window of the
+   all-action objectives is the next 28 actions, and the time features are off (so are action and
+   surface: every kept action is a save with no surface).
 4. **The table**, every method scored by ``PinnerSageEvaluator`` (the PinnerSage bench's evaluator) on the
    same slices: full ranking over all pins, history masked, every new pin of the slice a target
    (recall@10/50/100; a seeded sample of ``--public-max-users`` users per slice), settings tuned on VALID

@@ -15,7 +15,8 @@ some ``pinnersage_<sections>.json``, and appends an entry to docs/BENCHMARKS.md)
   engagements on embedded pins, the nightly ``TimeSplit`` (valid 7 days, test 7 days), user future window
   (every new pin of the slice is a target, history masked, full ranking), ``--max-users`` per slice.
 * ``hetrec``: HetRec Last.fm imported and split per user (``engagement.split_per_user``) and PinSage
-  (importance pooling, hard negatives, seed 0, ``--hetrec-epochs`` with early stopping) trained on its
+  (importance pooling, ``Variant``'s default loss, now the sampled softmax, which takes no hard negatives;
+  seed 0, ``--hetrec-epochs`` with early stopping) trained on its
   TRAIN saves, both by ``bench/pinsage_quality.py``'s functions (``public_inputs``, ``train_and_embed``);
   the same evaluation over every user with a held-out save (no planted truth: no entropy, no Spearman).
 * ``speed``: ``user_medoids`` users/s for users of 50, 200 and 500 actions (random unit vectors, d=256,
@@ -173,30 +174,20 @@ def bench_synthetic(args: argparse.Namespace) -> dict:
 def bench_hetrec(args: argparse.Namespace) -> dict:
     """PinSage trained on HetRec's TRAIN saves (bench/pinsage_quality.py), then the same comparison."""
     from bench import pinsage_quality as pq
-    from embeddings.data.engagement import split_per_user
-    from embeddings.data.importers import read_dataset
     from embeddings.graph.walks import WalkConfig
-    from embeddings.pinsage.data import rows_of
     from embeddings.pinsage.training import TrainingOptions
 
     walk = WalkConfig(num_steps=args.ppr_steps, top_t=50, band=(200, 500), num_band_samples=20)
-    inputs, _ = pq.public_inputs(Path(args.hetrec_path), walk, 31 * pq.DAY_S, 0)
+    inputs, saves = pq.public_inputs(Path(args.hetrec_path), walk, 31 * pq.DAY_S, 0)
     options = TrainingOptions(num_epochs=args.hetrec_epochs, patience=2, num_workers=1, log_every_s=30.0)
     variant = pq.Variant("pinsage importance", "importance", True, (args.seed,))
     with tempfile.TemporaryDirectory() as tmp:
         vectors, training = pq.train_and_embed(inputs, variant, args.seed, options, (256, 256), Path(tmp))
 
-    dataset = read_dataset("hetrec-lastfm", Path(args.hetrec_path))  # the saves, as public_inputs reads them
-    events = dataset.events
-    user_ids = events.column("user_id").to_numpy()
-    event_pins = events.column("pin_id").to_numpy()
-    ts = events.column("ts").to_numpy().astype("datetime64[us]")
-    labels = split_per_user(user_ids, event_pins, ts)
-    rows = rows_of(inputs.graph.pin_ids, event_pins)
-    _, users = np.unique(user_ids, return_inverse=True)
-    data = EvaluationData(num_items=len(inputs.graph.pin_ids), users=users.ravel(), items=rows, ts=ts,
-                          labels=labels, split={"valid": "per-user split valid (last 20% before test)",
-                                                "test": "per-user split test (each user's last 20% of saves)"},
+    # The labelled saves public_inputs split (user row, pin row, time, label), as PinnerSage's evaluation data.
+    data = EvaluationData(num_items=saves.num_items, users=saves.users, items=saves.items, ts=saves.ts,
+                          labels=saves.labels, split={"valid": "per-user split valid (last 20% before test)",
+                                                      "test": "per-user split test (each user's last 20% of saves)"},
                           mode="window", max_users=args.max_users, seed=args.seed)
     evaluator = PinnerSageEvaluator(data, vectors)
     _, out = evaluate_section(evaluator, args)

@@ -390,9 +390,9 @@ class PinnerFormer(nn.Module):
             inputs: (B, L) right-padded tokens, L <= ``max_length``, at least one real token per row.
 
         Returns:
-            (B, L, embedding_dim) embeddings, unit-norm unless ``output="tied_dot"``; row ``b`` position ``i`` depends only on tokens
-            ``0..i`` of row ``b`` (and the latest timestamp, see the module docstring). Padding positions
-            hold finite values that mean nothing.
+            (B, L, embedding_dim) embeddings, unit-norm unless ``output="tied_dot"``; row ``b`` position
+            ``i`` depends only on tokens ``0..i`` of row ``b`` (and the latest timestamp, see the module
+            docstring). Padding positions hold finite values that mean nothing.
         """
         b, length = inputs.mask.shape
         if length > self.config.max_length:
