@@ -39,6 +39,7 @@ import argparse
 import datetime as dt
 import logging
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -59,6 +60,7 @@ from embeddings.pinnersage.evaluation import (  # noqa: E402
     ALPHA_GRID,
     DEFAULT_BLEND,
     KMEANS_KS,
+    LAM_GRID,
     EvaluationData,
     MethodResult,
     PinnerSageEvaluator,
@@ -106,7 +108,7 @@ def quality_bars(table: pd.DataFrame) -> dict[str, bool]:
 def evaluate_section(evaluator: PinnerSageEvaluator, args: argparse.Namespace) -> tuple[list[MethodResult], dict]:
     """``compare_methods`` on one dataset: the methods, the ablation table and the full evaluation table."""
     started = time.perf_counter()
-    methods = compare_methods(evaluator, seed=args.seed)
+    methods = compare_methods(evaluator, alphas=args.alphas, seed=args.seed)
     ablation = ablation_table(methods)
     table = results_table(methods, ci_samples=args.ci_samples, seed=args.seed)
     out = {
@@ -142,13 +144,60 @@ def spearman_by_alpha(evaluator: PinnerSageEvaluator, planted: np.ndarray) -> li
     return out
 
 
+# The world of the synthetic bars: `make demo`'s preset over the job's 90-day window, built by the nightly
+# stages (no Airflow) into its own var directory, with its own MLflow store (`infra/local/env.sh`).
+WORLD_DAYS = 90
+WORLD_STAGES = (
+    ("jobs.generate_synthetic", "--scale", "demo", "--num-days", str(WORLD_DAYS)),
+    ("jobs.validate_inputs",),
+    ("jobs.build_features",),
+    ("jobs.build_graph", "--holdout-days", "7"),
+    ("jobs.ppr_neighborhoods",),
+    ("jobs.train_pinsage", "--valid-days", "7", "--test-days", "7", "--num-epochs", "3"),
+    ("jobs.evaluate_pinsage", "--valid-days", "7", "--test-days", "7"),
+    ("jobs.infer_pinsage",),
+)
+
+
+def world_lake(args: argparse.Namespace) -> str:
+    """The lake of the synthetic section: ``--world demo`` reads ``--lake`` (`make demo`'s 30 days);
+    ``--world 90d`` builds (once; reused when its ``pin_embeddings`` of ds exist) the 90-day world under
+    ``--world-dir`` with the nightly stages, each logged with its time."""
+    if args.world == "demo":
+        return args.lake
+    from embeddings.data.schemas import PIN_EMBEDDINGS
+
+    var_dir = Path(args.world_dir).resolve()
+    lake_uri = str(var_dir / "lake")
+    if Path(lake_uri).exists() and Lake(lake_uri).exists(PIN_EMBEDDINGS, args.ds):
+        log.info("reusing the %d-day world in %s", WORLD_DAYS, var_dir)
+        return lake_uri
+    var_dir.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EMB_", "MLFLOW_"))}
+    env["EMB_VAR_DIR"] = str(var_dir)
+    started = time.perf_counter()
+    for module, *stage_args in WORLD_STAGES:
+        command = " ".join(["python", "-m", module, "--ds", args.ds, *stage_args])
+        log.info("%d-day world: %s (%.0f s so far)", WORLD_DAYS, command, time.perf_counter() - started)
+        with open(var_dir / "world-build.log", "a") as out:
+            proc = subprocess.run(["bash", "-c", f"source infra/local/env.sh && {command}"], cwd=REPO_ROOT, env=env,
+                                  stdout=out, stderr=subprocess.STDOUT)
+        if proc.returncode:
+            raise RuntimeError(f"building the {WORLD_DAYS}-day world failed at `{command}` (exit {proc.returncode}); "
+                               f"log: {var_dir / 'world-build.log'}")
+    log.info("%d-day world built in %.0f s: %s", WORLD_DAYS, time.perf_counter() - started, lake_uri)
+    return lake_uri
+
+
 def bench_synthetic(args: argparse.Namespace) -> dict:
     ds = dt.date.fromisoformat(args.ds)
-    split = TimeSplit(ds=ds, window_days=args.window_days, valid_days=args.holdout_days, test_days=args.holdout_days)
-    inputs = load_evaluation_inputs(Lake(args.lake), split, max_users=args.max_users, seed=args.seed)
+    lake = world_lake(args)
+    window_days = args.window_days or (WORLD_DAYS if args.world == "90d" else 30)
+    split = TimeSplit(ds=ds, window_days=window_days, valid_days=args.holdout_days, test_days=args.holdout_days)
+    inputs = load_evaluation_inputs(Lake(lake), split, max_users=args.max_users, seed=args.seed)
     if inputs.item_topics is None or inputs.planted_interests is None:
-        raise ValueError(f"the lake {args.lake} has no synthetic_pin_topics / synthetic_users: not a synthetic lake")
-    evaluator = PinnerSageEvaluator(inputs.data, inputs.pin_vectors, item_topics=inputs.item_topics)
+        raise ValueError(f"the lake {lake} has no synthetic_pin_topics / synthetic_users: not a synthetic lake")
+    evaluator = PinnerSageEvaluator(inputs.data, inputs.pin_vectors, item_topics=inputs.item_topics, lams=args.lams)
     methods, out = evaluate_section(evaluator, args)
     pinnersage = methods[0]
     test_users = pinnersage.results["test"].query_ids
@@ -156,7 +205,8 @@ def bench_synthetic(args: argparse.Namespace) -> dict:
     known = planted[test_users] >= 0
     rho = clusters_vs_interests(pinnersage.num_clusters["test"][known], planted[test_users][known])
     out["spearman_clusters_vs_planted_interests"] = {
-        "rho": rho.rho, "pvalue": rho.pvalue, "users": rho.num_users, "alpha": pinnersage.setting,
+        "rho": rho.rho, "pvalue": rho.pvalue, "users": rho.num_users,
+        "alpha": pinnersage.setting.alpha, "lam": pinnersage.setting.lam,
         "clusters_per_user": {"median": float(np.median(pinnersage.num_clusters["test"])),
                               "p90": float(np.percentile(pinnersage.num_clusters["test"], 90))},
         "planted_interests_median": float(np.median(planted[test_users][known])),
@@ -164,7 +214,8 @@ def bench_synthetic(args: argparse.Namespace) -> dict:
     out["spearman_by_alpha_valid"] = spearman_by_alpha(evaluator, planted)
     out["bars"][f"Spearman(clusters per user, planted interests) >= {SPEARMAN_BAR}"] = bool(rho.rho >= SPEARMAN_BAR)
     out["data"] = inputs.stats
-    print(f"\nSpearman clusters per test user vs planted interests (alpha {pinnersage.setting}, {rho.num_users} "
+    out["world"] = {"world": args.world, "lake": lake, "window_days": window_days}
+    print(f"\nSpearman clusters per test user vs planted interests ({pinnersage.setting!r}, {rho.num_users} "
           f"users): rho {rho.rho:.3f}")
     print("Spearman by alpha (VALID histories): " + ", ".join(f"{r['alpha']}: {r['rho']:.3f}"
                                                               for r in out["spearman_by_alpha_valid"]))
@@ -189,7 +240,7 @@ def bench_hetrec(args: argparse.Namespace) -> dict:
                           labels=saves.labels, split={"valid": "per-user split valid (last 20% before test)",
                                                       "test": "per-user split test (each user's last 20% of saves)"},
                           mode="window", max_users=args.max_users, seed=args.seed)
-    evaluator = PinnerSageEvaluator(data, vectors)
+    evaluator = PinnerSageEvaluator(data, vectors, lams=args.lams)
     _, out = evaluate_section(evaluator, args)
     out["data"] = inputs.stats
     out["pinsage_training"] = training
@@ -239,12 +290,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {SECTIONS}")
     parser.add_argument("--lake", default=os.environ.get("EMB_LAKE_URI", str(REPO_ROOT / "var" / "lake")))
     parser.add_argument("--ds", default=DEFAULT_DS)
-    parser.add_argument("--window-days", type=int, default=30, help="the demo lake holds 30 days of events")
+    parser.add_argument("--world", choices=("90d", "demo"), default="90d",
+                        help="synthetic section: the 90-day world (built once into --world-dir) or --lake")
+    parser.add_argument("--world-dir", default=str(REPO_ROOT / "var" / "bench" / "pinnersage-world-90d"))
+    parser.add_argument("--window-days", type=int, default=0,
+                        help="events window of the synthetic section (default: 90 for --world 90d, 30 for demo)")
     parser.add_argument("--holdout-days", type=int, default=7, help="days of the valid and of the test slice")
     parser.add_argument("--max-users", type=int, default=2000, help="seeded sample of users per slice")
     parser.add_argument("--hetrec-path", default="/work/shared/data/hetrec2011-lastfm-2k")
     parser.add_argument("--hetrec-epochs", type=int, default=6, help="PinSage epoch cap on HetRec (patience 2)")
     parser.add_argument("--ppr-steps", type=int, default=5_000, help="PPR walk steps per pin on HetRec")
+    parser.add_argument("--alphas", type=float, nargs="+", default=ALPHA_GRID, help="Ward thresholds tried on VALID")
+    parser.add_argument("--lams", type=float, nargs="+", default=LAM_GRID,
+                        help="importance decays per day tried on VALID (PinnerSage, decayed average, k-means)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--ci-samples", type=int, default=1000, help="bootstrap resamples of the table's CIs")
     args = parser.parse_args(argv)
@@ -279,10 +337,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         print("--quick: nothing recorded")
         return
 
-    config = {"sections": sections, "ds": args.ds, "window_days": args.window_days,
+    config = {"sections": sections, "ds": args.ds, "world": args.world,
+              "window_days": metrics.get("synthetic", {}).get("world", {}).get("window_days"),
               "holdout_days": args.holdout_days, "max_users_per_slice": args.max_users, "seed": args.seed,
-              "mode": "window", "alpha_grid": list(ALPHA_GRID), "kmeans_ks": list(KMEANS_KS),
-              "num_query_vectors": 3, "blend": DEFAULT_BLEND, "lam_per_day": 0.01, "max_actions": 500,
+              "mode": "window", "alpha_grid": list(args.alphas), "kmeans_ks": list(KMEANS_KS),
+              "num_query_vectors": 3, "blend": DEFAULT_BLEND, "lam_grid": list(args.lams), "max_actions": 500,
               "tuning_metric": "recall@50", "ci_samples": args.ci_samples, "hetrec_epochs_cap": args.hetrec_epochs,
               "speed": {"users_per_m": SPEED_USERS, "dim": 256, "passes": 3, "blas_threads": 1}}
     lines, datasets = [], []
@@ -290,7 +349,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         syn = metrics["synthetic"]
         rho = syn["spearman_clusters_vs_planted_interests"]
         stats = syn["data"]
-        datasets.append(f"synthetic demo world of `make demo` in the lake {args.lake} at ds={args.ds}: "
+        world = ("`make demo`'s world" if args.world == "demo" else
+                 f"`make demo`'s preset over {WORLD_DAYS} days (bench/pinnersage.py --world 90d)")
+        datasets.append(f"synthetic: {world} in the lake {syn['world']['lake']} at ds={args.ds}: "
                         f"{stats['events']} events over {stats['events_days'][2]} days, {stats['pins']} pins with "
                         f"PinSage embeddings ({', '.join(stats['pin_embeddings_model_version'])}, d="
                         f"{stats['embedding_dim']}, the demo's 3-epoch champion), {stats['topics']} planted topics, "
@@ -318,11 +379,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     lines.append(f"wall time {wall_s / 60:.1f} min")
     name = "pinnersage" if set(sections) == set(SECTIONS) else "pinnersage_" + "_".join(sections)
     record(name=name, command=command, dataset="; ".join(datasets) or "random unit vectors (speed only)",
-           protocol="Positive engagements on embedded pins; synthetic: nightly TimeSplit at ds (window 30 days, "
-                    "valid 7, test 7); HetRec: per-user split. User future window: every new pin of the slice is a "
-                    "target, the history masked, full ranking over all embedded pins; a seeded sample of "
-                    f"{args.max_users} users per slice. Every method's alpha / k tuned on VALID recall@50, TEST "
-                    "scored once (embeddings.pinnersage.evaluation.compare_methods). PinnerSage: top 3 medoids by "
+           protocol=f"Positive engagements on embedded pins; synthetic: nightly TimeSplit at ds (window "
+                    f"{config['window_days']} days, valid 7, test 7); HetRec: per-user split. User future window: "
+                    "every new pin of the slice is a target, the history masked, full ranking over all embedded "
+                    f"pins; a seeded sample of {args.max_users} users per slice. Every method's alpha / k and "
+                    "importance decay lam tuned on VALID recall@50, TEST scored once (embeddings.pinnersage.evaluation.compare_methods). PinnerSage: top 3 medoids by "
                     f"importance, blend {DEFAULT_BLEND!r} (one exact nearest-neighbour list per medoid, shares "
                     "proportional to importance). The 100k-user job timing is bench/pinnersage_scale.py.",
            config=config, metrics=metrics, summary=lines)

@@ -13,9 +13,10 @@ job's output and the evaluated test users), the Spearman correlation of clusters
 synthetic data, and lineage tags (ds, input partitions, code version, Airflow ids, PinSage version).
 
 The evaluation clusters each user's history before the held-out slice (the job's ``user_medoids`` include
-those days, so they cannot be scored without leaking the targets); it uses the job's lambda and cap, and
-chooses alpha on VALID, logging whether that choice differs from the job's alpha. Nothing is written to the
-lake; a rerun of the same ds logs a new run.
+those days, so they cannot be scored without leaking the targets); it uses the job's cap, chooses alpha and
+the importance decay lambda on VALID (``--lams``, default ``LAM_GRID`` plus the job's lambda; the decayed
+average and k-means choose theirs the same way) and logs whether those choices differ from the job's.
+Nothing is written to the lake; a rerun of the same ds logs a new run.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class EvaluatePinnerSageConfig:
         valid_days, test_days: the time split's held-out slices (the window is the job's ``window_days``).
         max_users: users scored per slice (seeded sample; 0 = all).
         alphas, kmeans_ks: the grids tuned on VALID.
+        lams: importance decays per day tuned on VALID (default ``LAM_GRID``); the job's is always tried.
         ablation_blends: blends of the medoids reported besides PinnerSage's own.
         ci_samples: bootstrap resamples of the table's confidence intervals (0: none).
         seed: seeds the samples, k-means and the bootstrap.
@@ -65,16 +67,18 @@ class EvaluatePinnerSageConfig:
     max_users: int = 2000
     alphas: tuple[float, ...] = field(default=())
     kmeans_ks: tuple[int, ...] = field(default=())
+    lams: tuple[float, ...] = field(default=())
     ablation_blends: tuple[str, ...] = ("max", "sum", "round_robin")
     ci_samples: int = 200
     seed: int = 0
 
     def __post_init__(self) -> None:
-        from embeddings.pinnersage.evaluation import ALPHA_GRID, KMEANS_KS, PINNERSAGE_BLENDS
+        from embeddings.pinnersage.evaluation import ALPHA_GRID, KMEANS_KS, LAM_GRID, PINNERSAGE_BLENDS
 
         object.__setattr__(self, "ds", parse_ds(self.ds))
         object.__setattr__(self, "alphas", tuple(self.alphas) or ALPHA_GRID)
         object.__setattr__(self, "kmeans_ks", tuple(self.kmeans_ks) or KMEANS_KS)
+        object.__setattr__(self, "lams", tuple(float(v) for v in self.lams) or LAM_GRID)
         if min(self.valid_days, self.test_days) < 1:
             raise ValueError(f"valid_days and test_days must be >= 1 (got {self.valid_days}, {self.test_days})")
         if self.max_users < 0 or self.ci_samples < 0:
@@ -87,6 +91,7 @@ class EvaluatePinnerSageConfig:
 class EvaluatePinnerSageResult:
     run_id: str
     alpha_chosen: float
+    lam_chosen: float
     table: object = field(repr=False)  # pandas DataFrame: evaluation_table + setting
     ablation: object = field(repr=False)  # pandas DataFrame: ablation_table
     spearman: float | None
@@ -140,8 +145,10 @@ def run(config: EvaluatePinnerSageConfig) -> EvaluatePinnerSageResult:
                          f"{sorted(missing)}; rerun jobs.pinnersage for ds={config.ds}")
     split = TimeSplit(config.ds, int(job_params["window_days"]), config.valid_days, config.test_days)
     inputs = load_evaluation_inputs(lake, split, max_users=config.max_users, seed=config.seed)
+    job_lam = float(job_params["lam"])
+    lams = tuple(sorted({*config.lams, job_lam}))
     evaluator = PinnerSageEvaluator(inputs.data, inputs.pin_vectors, item_topics=inputs.item_topics,
-                                    lam=float(job_params["lam"]), max_actions=int(job_params["max_actions"]))
+                                    lam=job_lam, lams=lams, max_actions=int(job_params["max_actions"]))
     methods = compare_methods(evaluator, alphas=config.alphas, kmeans_ks=config.kmeans_ks,
                               ablation_blends=config.ablation_blends, seed=config.seed)
     table = results_table(methods, ci_samples=config.ci_samples, seed=config.seed)
@@ -165,14 +172,16 @@ def run(config: EvaluatePinnerSageConfig) -> EvaluatePinnerSageResult:
             "job": job_params,
             "evaluation": {"valid_days": config.valid_days, "test_days": config.test_days, "mode": "window",
                            "max_users": config.max_users, "alphas": list(config.alphas),
-                           "kmeans_ks": list(config.kmeans_ks), "blend": DEFAULT_BLEND,
+                           "kmeans_ks": list(config.kmeans_ks), "lams": list(lams), "blend": DEFAULT_BLEND,
                            "ablation_blends": list(config.ablation_blends), "num_query_vectors": 3,
                            "tuning_metric": evaluator.tuning_metric, "ci_samples": config.ci_samples,
                            "seed": config.seed},
         })
         tracked.set_tags({
-            "eval.alpha_chosen_on_valid": repr(pinnersage.setting),
-            "eval.alpha_matches_job": str(float(pinnersage.setting) == float(job_params["alpha"])),
+            "eval.alpha_chosen_on_valid": repr(pinnersage.setting.alpha),
+            "eval.alpha_matches_job": str(pinnersage.setting.alpha == float(job_params["alpha"])),
+            "eval.lam_chosen_on_valid": repr(pinnersage.setting.lam),
+            "eval.lam_matches_job": str(pinnersage.setting.lam == job_lam),
             **{f"eval.setting.{m.name}": repr(m.setting) for m in methods},
         })
         counts = {k: job[k] for k in ("users", "users_capped", "actions_without_embedding",
@@ -194,16 +203,16 @@ def run(config: EvaluatePinnerSageConfig) -> EvaluatePinnerSageResult:
         with tempfile.TemporaryDirectory() as tmp:
             series = {f"user_medoids ds={config.ds} (alpha {job_params['alpha']})": job_clusters}
             if len(pinnersage.num_clusters["test"]):
-                series[f"test users, history before the slice (alpha {pinnersage.setting})"] = \
+                series[f"test users, history before the slice (alpha {pinnersage.setting.alpha:g})"] = \
                     pinnersage.num_clusters["test"]
             tracked.log_figure(plot_clusters_per_user(series, Path(tmp) / "clusters_per_user.png"))
         run_id = tracked.run_id
     seconds = time.perf_counter() - started
     r50 = ablation.set_index("method")["test_recall@50"]
-    log.info("PinnerSage ds=%s evaluated in %.0f s (MLflow run %s): test recall@50 %s; alpha chosen on VALID %s "
-             "(job: %s)%s", config.ds, seconds, run_id, {k: round(float(v), 4) for k, v in r50.items()},
-             pinnersage.setting, job_params["alpha"], "" if rho is None else f"; Spearman {rho.rho:.3f}")
-    return EvaluatePinnerSageResult(run_id, pinnersage.setting, table, ablation, None if rho is None else rho.rho,
+    log.info("PinnerSage ds=%s evaluated in %.0f s (MLflow run %s): test recall@50 %s; chosen on VALID %r "
+             "(job: alpha=%s lam=%s)%s", config.ds, seconds, run_id, {k: round(float(v), 4) for k, v in r50.items()},
+             pinnersage.setting, job_params["alpha"], job_lam, "" if rho is None else f"; Spearman {rho.rho:.3f}")
+    return EvaluatePinnerSageResult(run_id, pinnersage.setting.alpha, pinnersage.setting.lam, table, ablation, None if rho is None else rho.rho,
                                     seconds)
 
 
@@ -222,6 +231,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                         "(default: embeddings.pinnersage.evaluation.ALPHA_GRID)")
     parser.add_argument("--kmeans-ks", type=int, nargs="+", default=(), help="k-means baseline's k tried on "
                         "VALID (default: KMEANS_KS)")
+    parser.add_argument("--lams", type=float, nargs="+", default=(), help="importance decays per day tried on "
+                        "VALID (default: LAM_GRID); the job's lambda is always among them")
     parser.add_argument("--ablation-blends", nargs="*", default=("max", "sum", "round_robin"))
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -230,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         lake_uri=args.lake_uri, ds=args.ds, tracking_uri=args.tracking_uri, artifact_root=args.artifact_root,
         valid_days=args.valid_days, test_days=args.test_days, max_users=args.max_users,
         ci_samples=args.ci_samples, alphas=tuple(args.alphas), kmeans_ks=tuple(args.kmeans_ks),
-        ablation_blends=tuple(args.ablation_blends), seed=args.seed,
+        lams=tuple(args.lams), ablation_blends=tuple(args.ablation_blends), seed=args.seed,
     ))
 
 

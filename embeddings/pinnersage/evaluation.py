@@ -36,6 +36,7 @@ import logging
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -61,10 +62,11 @@ from embeddings.pinnersage.clustering import normalize_rows
 from embeddings.pinnersage.medoids import (
     DEFAULT_DECAY_PER_DAY,
     DEFAULT_MAX_ACTIONS,
+    UserClusters,
     action_weights,
     cluster_importance,
     timestamps_us,
-    user_medoids,
+    ward_clusters,
 )
 from embeddings.pinnersage.retrieval import InterleavedScorer
 
@@ -73,6 +75,10 @@ log = logging.getLogger(__name__)
 SLICES = {"valid": VALID, "test": TEST}
 ALPHA_GRID: tuple[float, ...] = tuple(round(0.6 + 0.1 * i, 1) for i in range(11))  # 0.6 .. 1.6
 KMEANS_KS: tuple[int, ...] = (2, 3, 5, 8)
+# Importance decay per day tried on VALID by every method that weighs actions by age (PinnerSage's top-3
+# choice, the decayed average, k-means' top 3). 0.01 is the paper's (and the job's default); with a long
+# history and drifting interests a faster decay keeps today's interests in the top 3.
+LAM_GRID: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3)
 EVAL_KS: tuple[int, ...] = (10, 50, 100)
 TUNING_METRIC = "recall@50"  # the issue's bar (held-out recall@50)
 NUM_QUERY_VECTORS = 3  # medoids (or centroids) a user retrieves with (PinnerSage, KDD'20, 4.1)
@@ -231,6 +237,38 @@ class EvaluationData:
         return EvalSlice(history, UserTargets(history.sequences(), sp.csr_matrix(targets)), protocol)
 
 
+# ---- settings tuned on validation ---------------------------------------------------------------
+
+
+class WardSetting(NamedTuple):
+    """PinnerSage's (and the centroid ablation's) setting: Ward's threshold and the importance decay."""
+
+    alpha: float
+    lam: float
+
+    def __repr__(self) -> str:
+        return f"alpha={self.alpha:g} lam={self.lam:g}"
+
+
+class KMeansSetting(NamedTuple):
+    """The k-means baseline's setting: the fixed k and the importance decay of its top 3."""
+
+    k: int
+    lam: float
+
+    def __repr__(self) -> str:
+        return f"k={self.k} lam={self.lam:g}"
+
+
+class DecaySetting(NamedTuple):
+    """The time-decayed average's setting: its decay per day."""
+
+    lam: float
+
+    def __repr__(self) -> str:
+        return f"lam={self.lam:g}"
+
+
 # ---- user representations ----------------------------------------------------------------------
 
 
@@ -306,6 +344,19 @@ def reference_day(ts_us: np.ndarray) -> dt.date:
     return dt.date(1970, 1, 1) + dt.timedelta(days=day)
 
 
+def ward_user_clusters(history: UserHistory, pin_vectors: np.ndarray, users: np.ndarray, *, alpha: float,
+                       max_actions: int = DEFAULT_MAX_ACTIONS) -> dict[int, UserClusters]:
+    """``ward_clusters`` of each of ``users`` with a history (user row -> clusters), ranked later per lam."""
+    pin_vectors, users = _check_inputs(history, pin_vectors, users)
+    out = {}
+    for u in users:
+        items, ts_us = history.user(int(u))
+        if len(items):
+            out[int(u)] = ward_clusters(items, ts_us, pin_vectors[items], reference_day(ts_us), alpha=alpha,
+                                        max_actions=max_actions)
+    return out
+
+
 def pinnersage_vectors(
     history: UserHistory,
     pin_vectors: np.ndarray,
@@ -316,6 +367,7 @@ def pinnersage_vectors(
     max_actions: int = DEFAULT_MAX_ACTIONS,
     num_vectors: int = NUM_QUERY_VECTORS,
     representative: str = "medoid",
+    clusters: Mapping[int, UserClusters] | None = None,
 ) -> UserVectors:
     """PinnerSage users: the top ``num_vectors`` clusters of ``user_medoids`` by importance.
 
@@ -327,6 +379,8 @@ def pinnersage_vectors(
         num_vectors: clusters kept per user, most important first (deterministic top 3 for evaluation).
         representative: ``"medoid"`` (the medoid pin's embedding) or ``"centroid"`` (the mean of the unit
             vectors of the same cluster's distinct pins: the ablation).
+        clusters: ``ward_user_clusters`` of these users at ``alpha`` and ``max_actions``, when already made
+            (only the ranking by ``lam`` is then done here).
 
     Returns:
         ``UserVectors`` with the clusters' importances as weights and ``num_clusters`` from ``user_medoids``.
@@ -336,13 +390,14 @@ def pinnersage_vectors(
     if num_vectors < 1:
         raise ValueError(f"num_vectors must be >= 1 (got {num_vectors})")
     pin_vectors, users = _check_inputs(history, pin_vectors, users)
+    if clusters is None:
+        clusters = ward_user_clusters(history, pin_vectors, users, alpha=alpha, max_actions=max_actions)
     per_user = {}
     for u in users:
         items, ts_us = history.user(int(u))
         if not len(items):
             continue
-        out = user_medoids(items, ts_us, pin_vectors[items], reference_day(ts_us), alpha=alpha, lam=lam,
-                           max_actions=max_actions, top_k=num_vectors)
+        out = clusters[int(u)].top(reference_day(ts_us), lam, num_vectors)
         vectors = pin_vectors[out.medoid_pin_id] if representative == "medoid" else out.centroid
         per_user[int(u)] = (vectors, out.importance, out.num_clusters)
     return _assemble(history.num_users, pin_vectors.shape[1], per_user)
@@ -381,30 +436,44 @@ def decayed_average_vectors(
     return _assemble(history.num_users, pin_vectors.shape[1], per_user)
 
 
-def kmeans_vectors(
-    history: UserHistory,
-    pin_vectors: np.ndarray,
-    users: np.ndarray,
-    *,
-    num_clusters: int,
-    lam: float = DEFAULT_DECAY_PER_DAY,
-    max_actions: int = DEFAULT_MAX_ACTIONS,
-    num_vectors: int = NUM_QUERY_VECTORS,
-    seed: int = 0,
-    num_init: int = 4,
-) -> UserVectors:
-    """k-means with a fixed k on each user's distinct pins (unit rows), top centroids by importance.
+@dataclass(frozen=True)
+class KMeansClusters:
+    """One user's k-means clustering (``kmeans_user_clusters``), ranked later per lam.
 
-    ``min(num_clusters, distinct pins)`` clusters per user (sklearn ``KMeans``, ``random_state=seed``);
-    importance is PinnerSage's ``sum exp(-lam * age)`` over each cluster's actions; ties go to the lower
-    k-means label.
+    Attributes:
+        centers: (k, d) cluster centres.
+        action_label: (m,) cluster of each kept action (the ``max_actions`` most recent).
+        ts_us: (m,) time of each kept action.
+    """
+
+    centers: np.ndarray
+    action_label: np.ndarray
+    ts_us: np.ndarray
+
+    def top(self, lam: float, num_vectors: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(centers (K,d), importance (K,))`` of the ``num_vectors`` clusters of largest importance (ties:
+        the lower k-means label)."""
+        k = len(self.centers)
+        importance = cluster_importance(self.action_label, action_weights(self.ts_us, reference_day(self.ts_us),
+                                                                          lam), k)
+        top = np.lexsort((np.arange(k), -importance))[:num_vectors]
+        return self.centers[top], importance[top]
+
+
+def kmeans_user_clusters(history: UserHistory, pin_vectors: np.ndarray, users: np.ndarray, *, num_clusters: int,
+                         max_actions: int = DEFAULT_MAX_ACTIONS, seed: int = 0,
+                         num_init: int = 4) -> dict[int, KMeansClusters]:
+    """k-means with a fixed k on each user's distinct pins (unit rows): user row -> ``KMeansClusters``.
+
+    ``min(num_clusters, distinct pins)`` clusters per user (sklearn ``KMeans``, ``random_state=seed``) over
+    the ``max_actions`` most recent actions.
     """
     from sklearn.cluster import KMeans  # imported here: only this baseline needs it
 
-    if num_clusters < 1 or num_vectors < 1:
-        raise ValueError(f"num_clusters and num_vectors must be >= 1 (got {num_clusters}, {num_vectors})")
+    if num_clusters < 1:
+        raise ValueError(f"num_clusters must be >= 1 (got {num_clusters})")
     pin_vectors, users = _check_inputs(history, pin_vectors, users)
-    per_user = {}
+    out = {}
     for u in users:
         items, ts_us = history.user(int(u))
         if not len(items):
@@ -418,10 +487,41 @@ def kmeans_vectors(
         else:
             fitted = KMeans(n_clusters=k, n_init=num_init, random_state=seed).fit(x)
             labels, centers = fitted.labels_.astype(np.int64), fitted.cluster_centers_
-        importance = cluster_importance(labels[action_to_pin.reshape(-1)],
-                                        action_weights(ts_us, reference_day(ts_us), lam), k)
-        top = np.lexsort((np.arange(k), -importance))[:num_vectors]
-        per_user[int(u)] = (centers[top], importance[top], k)
+        out[int(u)] = KMeansClusters(centers, labels[action_to_pin.reshape(-1)], ts_us)
+    return out
+
+
+def kmeans_vectors(
+    history: UserHistory,
+    pin_vectors: np.ndarray,
+    users: np.ndarray,
+    *,
+    num_clusters: int,
+    lam: float = DEFAULT_DECAY_PER_DAY,
+    max_actions: int = DEFAULT_MAX_ACTIONS,
+    num_vectors: int = NUM_QUERY_VECTORS,
+    seed: int = 0,
+    num_init: int = 4,
+    clusters: Mapping[int, KMeansClusters] | None = None,
+) -> UserVectors:
+    """k-means with a fixed k on each user's distinct pins (unit rows), top centroids by importance.
+
+    ``min(num_clusters, distinct pins)`` clusters per user (``kmeans_user_clusters``, or ``clusters`` when
+    already made with these arguments); importance is PinnerSage's ``sum exp(-lam * age)`` over each
+    cluster's actions; ties go to the lower k-means label.
+    """
+    if num_vectors < 1:
+        raise ValueError(f"num_clusters and num_vectors must be >= 1 (got {num_clusters}, {num_vectors})")
+    if clusters is None:
+        clusters = kmeans_user_clusters(history, pin_vectors, users, num_clusters=num_clusters,
+                                        max_actions=max_actions, seed=seed, num_init=num_init)
+    pin_vectors, users = _check_inputs(history, pin_vectors, users)
+    per_user = {}
+    for u in users:
+        if int(u) in clusters:
+            user = clusters[int(u)]
+            centers, importance = user.top(lam, num_vectors)
+            per_user[int(u)] = (centers, importance, len(user.centers))
     return _assemble(history.num_users, pin_vectors.shape[1], per_user)
 
 
@@ -525,13 +625,16 @@ class PinnerSageEvaluator:
         item_topics: (N,) planted topic per pin (synthetic data): adds ``topic_entropy@<diversity_k>``.
         ks: cut-offs of ``recall@K`` / ``hr@K`` / ``ndcg@K``.
         tuning_metric: maximized on the validation slice.
-        lam, max_actions: PinnerSage's decay per day and cap, shared by every method that uses them.
+        lam, max_actions: PinnerSage's decay per day (the job's) and cap, shared by every method that uses them.
+        lams: decays per day tried on validation by every method that weighs actions by age (default:
+            ``lam`` only); each method's setting then pairs its own parameter with one of them.
     """
 
     def __init__(self, data: EvaluationData, pin_vectors: np.ndarray, *, item_topics: np.ndarray | None = None,
                  ks: Sequence[int] = EVAL_KS, tuning_metric: str = TUNING_METRIC,
                  lam: float = DEFAULT_DECAY_PER_DAY, max_actions: int = DEFAULT_MAX_ACTIONS,
-                 diversity_k: int = DIVERSITY_K, chunk_size: int | None = None) -> None:
+                 lams: Sequence[float] | None = None, diversity_k: int = DIVERSITY_K,
+                 chunk_size: int | None = None) -> None:
         self.pin_vectors = unit_rows(pin_vectors, "pin vectors")
         if len(self.pin_vectors) != data.num_items:
             raise ValueError(f"pin_vectors have {len(self.pin_vectors)} rows but the evaluation data has "
@@ -543,11 +646,18 @@ class PinnerSageEvaluator:
         self.ks = tuple(ks)
         self.tuning_metric = tuning_metric
         self.lam = lam
+        self.lams = tuple(float(v) for v in (lams if lams else (lam,)))
+        for v in self.lams:
+            if not np.isfinite(v) or v < 0:
+                raise ValueError(f"lams (importance decays per day) must be finite and >= 0, got {self.lams}")
         self.max_actions = max_actions
         self.diversity_k = diversity_k
         self.chunk_size = chunk_size
         self.slices = {name: data.slice(name) for name in SLICES}
-        self._clusters: dict[tuple, UserVectors] = {}  # (history, alpha, representative, k) -> vectors
+        self._vectors: dict[tuple, UserVectors] = {}  # (history, setting, representative, k) -> vectors
+        # the clusters of the latest (history, alpha) or (history, k): settings are tried parameter-major,
+        # so every lam of one alpha ranks the same clusters
+        self._latest_clusters: dict[tuple, dict] = {}
         for name, s in self.slices.items():
             log.info("%s slice: %d users with targets, %d targets (%s)", name, len(s.users()),
                      s.targets.targets.nnz, s.protocol)
@@ -595,21 +705,35 @@ class PinnerSageEvaluator:
                  self.tuning_metric, tuning.scores)
         return MethodResult(name, tuning.best, tuning.scores, results, clusters, seconds)
 
+    def _clusters(self, kind: str, history: UserHistory, users: np.ndarray, parameter: Hashable,
+                  make: Callable[[], dict]) -> dict:
+        """The clusters of ``users`` of (``kind``, ``history``, ``parameter``), kept until other ones are asked."""
+        key = (kind, id(history))
+        cached = self._latest_clusters.get(key)
+        if cached is None or cached[0] != parameter or not np.array_equal(cached[1], users):
+            self._latest_clusters[key] = cached = (parameter, np.array(users), make())
+        return cached[2]
+
     def pinnersage(self, name: str = "pinnersage", alphas: Sequence[float] = ALPHA_GRID, blend: str = DEFAULT_BLEND,
                    representative: str = "medoid", num_vectors: int = NUM_QUERY_VECTORS) -> MethodResult:
-        """Top-``num_vectors`` medoids (or centroids) of Ward clusters, alpha chosen on validation.
+        """Top-``num_vectors`` medoids (or centroids) of Ward clusters; ``WardSetting(alpha, lam)`` chosen on
+        validation over ``alphas`` x ``self.lams``.
 
-        The clusters of a (slice, alpha) are computed once and reused by every blend.
+        A user's Ward clustering at one alpha is made once and ranked for every lam; the vectors of a
+        (slice, setting) are reused by every blend.
         """
-        def build(history: UserHistory, users: np.ndarray, alpha: float) -> UserVectors:
-            key = (id(history), alpha, representative, num_vectors)
-            if key not in self._clusters:
-                self._clusters[key] = pinnersage_vectors(
-                    history, self.pin_vectors, users, alpha=alpha, lam=self.lam, max_actions=self.max_actions,
-                    num_vectors=num_vectors, representative=representative)
-            return self._clusters[key]
+        def build(history: UserHistory, users: np.ndarray, setting: WardSetting) -> UserVectors:
+            key = (id(history), setting, representative, num_vectors)
+            if key not in self._vectors:
+                clusters = self._clusters("ward", history, users, setting.alpha, lambda: ward_user_clusters(
+                    history, self.pin_vectors, users, alpha=setting.alpha, max_actions=self.max_actions))
+                self._vectors[key] = pinnersage_vectors(
+                    history, self.pin_vectors, users, alpha=setting.alpha, lam=setting.lam,
+                    max_actions=self.max_actions, num_vectors=num_vectors, representative=representative,
+                    clusters=clusters)
+            return self._vectors[key]
 
-        return self.run(name, build, alphas, blend)
+        return self.run(name, build, [WardSetting(float(a), lam) for a in alphas for lam in self.lams], blend)
 
     def centroid(self, name: str = "pinnersage_centroid", alphas: Sequence[float] = ALPHA_GRID,
                  blend: str = DEFAULT_BLEND) -> MethodResult:
@@ -621,15 +745,22 @@ class PinnerSageEvaluator:
                         ["last pin"])
 
     def decayed_average(self, name: str = "decayed_average") -> MethodResult:
-        return self.run(name, lambda history, users, _: decayed_average_vectors(
-            history, self.pin_vectors, users, lam=self.lam, max_actions=self.max_actions), [f"lam={self.lam}"])
+        """The time-decayed average, its ``DecaySetting(lam)`` chosen on validation over ``self.lams``."""
+        return self.run(name, lambda history, users, setting: decayed_average_vectors(
+            history, self.pin_vectors, users, lam=setting.lam, max_actions=self.max_actions),
+            [DecaySetting(lam) for lam in self.lams])
 
     def kmeans(self, name: str = "kmeans", num_clusters: Sequence[int] = KMEANS_KS, blend: str = DEFAULT_BLEND,
                num_vectors: int = NUM_QUERY_VECTORS, seed: int = 0) -> MethodResult:
-        """k-means with a fixed k (chosen on validation), top-``num_vectors`` centroids by importance."""
-        return self.run(name, lambda history, users, k: kmeans_vectors(
-            history, self.pin_vectors, users, num_clusters=k, lam=self.lam, max_actions=self.max_actions,
-            num_vectors=num_vectors, seed=seed), num_clusters, blend)
+        """k-means with a fixed k, top-``num_vectors`` centroids by importance; ``KMeansSetting(k, lam)``
+        chosen on validation over ``num_clusters`` x ``self.lams`` (one k-means per k, ranked per lam)."""
+        def build(history: UserHistory, users: np.ndarray, setting: KMeansSetting) -> UserVectors:
+            clusters = self._clusters("kmeans", history, users, setting.k, lambda: kmeans_user_clusters(
+                history, self.pin_vectors, users, num_clusters=setting.k, max_actions=self.max_actions, seed=seed))
+            return kmeans_vectors(history, self.pin_vectors, users, num_clusters=setting.k, lam=setting.lam,
+                                  max_actions=self.max_actions, num_vectors=num_vectors, seed=seed, clusters=clusters)
+
+        return self.run(name, build, [KMeansSetting(int(k), lam) for k in num_clusters for lam in self.lams], blend)
 
 
 def results_table(methods: Sequence[MethodResult], *, ci_samples: int = 0, seed: int = 0) -> pd.DataFrame:

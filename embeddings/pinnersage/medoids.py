@@ -92,6 +92,59 @@ def cluster_importance(labels: np.ndarray, weights: np.ndarray, num_clusters: in
     return np.bincount(labels, weights=weights, minlength=num_clusters)
 
 
+@dataclasses.dataclass(frozen=True)
+class UserClusters:
+    """One user's Ward clusters before they are ranked (``ward_clusters``); ``top`` ranks them by importance.
+
+    Clustering does not depend on the importance decay, so an evaluation that tries several ``lam`` clusters
+    once and calls ``top`` per value. Distinct pins are in canonical order (position of each pin's most
+    recent kept action); actions are the kept ones (the ``max_actions`` most recent) in canonical order.
+    """
+
+    distinct_pins: np.ndarray  # (n,) int64
+    x: np.ndarray  # (n, d) unit vectors of the distinct pins
+    pin_label: np.ndarray  # (n,) cluster of each distinct pin, 0..C-1
+    action_label: np.ndarray  # (m,) cluster of each kept action
+    ts_us: np.ndarray  # (m,) int64 time of each kept action
+    distances: np.ndarray  # condensed (n choose 2,) Euclidean distances between the distinct pins
+    num_actions: int  # actions given
+    num_actions_dropped: int  # by the cap
+
+    @property
+    def num_clusters(self) -> int:
+        return int(self.pin_label.max()) + 1
+
+    def top(self, ds: date, lam: float = DEFAULT_DECAY_PER_DAY, top_k: int = DEFAULT_TOP_K) -> UserMedoids:
+        """The ``top_k`` clusters by importance ``sum exp(-lam * age_days)`` (ages at the end of ``ds``),
+        with their medoids; ties go to the cluster holding the more recent pin."""
+        if top_k < 1:
+            raise ValueError(f"top_k must be >= 1 (got {top_k})")
+        num_clusters = self.num_clusters
+        importance = cluster_importance(self.action_label, action_weights(self.ts_us, ds, lam), num_clusters)
+        size = np.bincount(self.pin_label, minlength=num_clusters)
+        cluster_actions = np.bincount(self.action_label, minlength=num_clusters)
+        top = np.lexsort((np.arange(num_clusters), -importance))[:top_k]
+        n = len(self.distinct_pins)
+        squared = squareform(self.distances) ** 2 if n > 1 else np.zeros((1, 1))
+        medoids = np.empty(len(top), np.int64)
+        centroids = np.empty((len(top), self.x.shape[1]), np.float32)
+        for i, c in enumerate(top):
+            members = np.flatnonzero(self.pin_label == c)  # canonical order: ties go to the most recent pin
+            medoids[i] = self.distinct_pins[members[medoid_index(squared[np.ix_(members, members)])]]
+            centroids[i] = self.x[members].mean(axis=0)
+        return UserMedoids(
+            rank=np.arange(1, len(top) + 1, dtype=np.int32),
+            medoid_pin_id=medoids,
+            importance=importance[top],
+            cluster_size=size[top].astype(np.int32),
+            num_cluster_actions=cluster_actions[top].astype(np.int32),
+            num_clusters=num_clusters,
+            num_actions=self.num_actions,
+            num_actions_dropped=self.num_actions_dropped,
+            centroid=centroids,
+        )
+
+
 def user_medoids(
     pin_ids: np.ndarray,
     ts: np.ndarray,
@@ -128,6 +181,20 @@ def user_medoids(
         ValueError: mismatched lengths, no actions, NaN/Inf/zero-norm vectors, actions after ``ds``, or a
             repeated pin with differing vectors (each names the offending pin ids); bad parameters.
     """
+    if max_actions < 1 or top_k < 1:
+        raise ValueError(f"max_actions and top_k must be >= 1 (got {max_actions}, {top_k})")
+    return ward_clusters(pin_ids, ts, vectors, ds, alpha, max_actions).top(ds, lam, top_k)
+
+
+def ward_clusters(
+    pin_ids: np.ndarray,
+    ts: np.ndarray,
+    vectors: np.ndarray,
+    ds: date,
+    alpha: float = DEFAULT_ALPHA,
+    max_actions: int = DEFAULT_MAX_ACTIONS,
+) -> UserClusters:
+    """The clustering half of ``user_medoids`` (same arguments, same checks, same canonical order)."""
     pin_ids = np.asarray(pin_ids)
     if pin_ids.ndim != 1 or not np.issubdtype(pin_ids.dtype, np.integer):
         raise ValueError(f"pin_ids must be a 1-D integer array (got shape {pin_ids.shape}, dtype {pin_ids.dtype})")
@@ -138,8 +205,8 @@ def user_medoids(
         raise ValueError("user has no actions; the caller must skip users without engagements")
     if len(ts_us) != num_actions or np.shape(vectors)[0] != num_actions:
         raise ValueError(f"{num_actions} pin ids, {len(ts_us)} timestamps and {np.shape(vectors)[0]} vectors")
-    if max_actions < 1 or top_k < 1:
-        raise ValueError(f"max_actions and top_k must be >= 1 (got {max_actions}, {top_k})")
+    if max_actions < 1:
+        raise ValueError(f"max_actions must be >= 1 (got {max_actions})")
     check_alpha(alpha)
     future = ts_us >= end_of_day_us(ds)
     if future.any():
@@ -168,28 +235,6 @@ def user_medoids(
     n = len(distinct_pins)
     distances = pdist(x, "euclidean") if n > 1 else np.zeros(0)
     pin_label = ward_labels_from_distances(distances, n, alpha)  # (n,)
-    num_clusters = int(pin_label.max()) + 1
-    action_label = pin_label[action_to_pin]
-    importance = cluster_importance(action_label, action_weights(ts_us, ds, lam), num_clusters)
-    size = np.bincount(pin_label, minlength=num_clusters)
-    cluster_actions = np.bincount(action_label, minlength=num_clusters)
-
-    top = np.lexsort((np.arange(num_clusters), -importance))[:top_k]
-    squared = squareform(distances) ** 2 if n > 1 else np.zeros((1, 1))
-    medoids = np.empty(len(top), np.int64)
-    centroids = np.empty((len(top), x.shape[1]), np.float32)
-    for i, c in enumerate(top):
-        members = np.flatnonzero(pin_label == c)  # canonical order: ties go to the most recent pin
-        medoids[i] = distinct_pins[members[medoid_index(squared[np.ix_(members, members)])]]
-        centroids[i] = x[members].mean(axis=0)
-    return UserMedoids(
-        rank=np.arange(1, len(top) + 1, dtype=np.int32),
-        medoid_pin_id=medoids,
-        importance=importance[top],
-        cluster_size=size[top].astype(np.int32),
-        num_cluster_actions=cluster_actions[top].astype(np.int32),
-        num_clusters=num_clusters,
-        num_actions=num_actions,
-        num_actions_dropped=num_actions - len(order),
-        centroid=centroids,
-    )
+    return UserClusters(distinct_pins=distinct_pins, x=x, pin_label=pin_label, action_label=pin_label[action_to_pin],
+                        ts_us=ts_us, distances=distances, num_actions=num_actions,
+                        num_actions_dropped=num_actions - len(order))

@@ -85,7 +85,7 @@ def config(tmp_path, **overrides):
 
     values = dict(lake_uri=str(tmp_path / "lake"), ds=DS, tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
                   artifact_root=str(tmp_path / "artifacts"), valid_days=3, test_days=3, alphas=(0.8, 1.2),
-                  kmeans_ks=(2,), ci_samples=0)
+                  kmeans_ks=(2,), lams=(0.3,), ci_samples=0)
     values.update(overrides)
     return EvaluatePinnerSageConfig(**values)
 
@@ -110,6 +110,10 @@ def test_a_run_logs_params_tables_histogram_and_lineage(tmp_path):
     assert "(20 partitions)" in tags["input.events"] and "input.pin_embeddings" in tags
     assert tags["eval.alpha_chosen_on_valid"] in {"0.8", "1.2"}
     assert tags["eval.alpha_matches_job"] == "False"  # 1.0 is not in this run's grid
+    assert float(tags["eval.lam_chosen_on_valid"]) in {0.01, 0.3} and result.lam_chosen in {0.01, 0.3}
+    assert tags["eval.lam_matches_job"] == str(result.lam_chosen == 0.01)
+    assert params["evaluation.lams"] == "[0.01, 0.3]"  # the run's grid and the job's lambda
+    assert tags["eval.setting.decayed_average"] in {"lam=0.01", "lam=0.3"}
     assert "time split test" in tags["eval.protocol.test"]
     assert params["job.alpha"] == "1.0" and params["evaluation.blend"] == "interleave"
     assert params["evaluation.alphas"] == "[0.8, 1.2]"

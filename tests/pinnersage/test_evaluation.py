@@ -120,8 +120,8 @@ def test_centroid_ablation_uses_the_same_clusters_with_their_mean_vectors(world)
 
 def test_kmeans_baseline_tunes_k_on_validation(world):
     kmeans = world.kmeans(num_clusters=(2, 3))
-    assert kmeans.setting == 3
-    assert [k for k, _ in kmeans.tuning] == [2, 3] and kmeans.tuning[1][1] > kmeans.tuning[0][1]
+    assert kmeans.setting == (3, 0.01) and kmeans.setting.k == 3
+    assert [s.k for s, _ in kmeans.tuning] == [2, 3] and kmeans.tuning[1][1] > kmeans.tuning[0][1]
     assert kmeans.results["test"].mean()["recall@3"] == pytest.approx(1.0)
 
 
@@ -133,7 +133,7 @@ def test_importance_weighted_sum_blend_runs_through_the_same_code(world):
     assert set(table["model"]) == {"pinnersage_sum", "last_pin"}
     assert set(table["split"]) == {"valid", "test"}
     assert "topic_entropy@3" in set(table["metric"]) and "setting" in table.columns
-    assert table.loc[table["model"] == "pinnersage_sum", "setting"].iloc[0] == "1.0"
+    assert table.loc[table["model"] == "pinnersage_sum", "setting"].iloc[0] == "alpha=1 lam=0.01"
 
 
 def _alpha_world() -> EvaluationData:
@@ -163,21 +163,21 @@ def test_compare_methods_reports_every_method_and_blend_in_the_ablation_table(wo
                      "pinnersage_round_robin", "last_pin", "decayed_average", "kmeans"]
     table = ablation_table(methods, metrics=("recall@3",)).set_index("method")
     assert table.loc["pinnersage", "blend"] == "interleave" and table.loc["pinnersage_max", "blend"] == "max"
-    assert table.loc["last_pin", "blend"] == "-" and table.loc["kmeans", "setting"] == "3"
+    assert table.loc["last_pin", "blend"] == "-" and table.loc["kmeans", "setting"] == "k=3 lam=0.01"
     # three orthogonal interests: one candidate list per medoid puts one target of each first
     assert table.loc["pinnersage", "test_recall@3"] == pytest.approx(1.0)
     assert table.loc["pinnersage", "test_topic_entropy@3"] == pytest.approx(np.log2(3))
     assert table.loc["last_pin", "test_recall@3"] == pytest.approx(1 / 3)
     assert table.loc["pinnersage", "test_clusters_per_user_median"] == 3.0
-    assert table.loc["pinnersage", "valid_tuning_metric"] == pytest.approx(dict(methods[0].tuning)[1.0])
+    assert table.loc["pinnersage", "valid_tuning_metric"] == pytest.approx(dict(methods[0].tuning)[(1.0, 0.01)])
 
 
 def test_alpha_is_chosen_on_validation_and_test_is_scored_once_with_it():
     vectors = _angles([0, 30, 60, -1, 34, 62])  # rows: H0, H30, H60, A, B, D
     evaluator = PinnerSageEvaluator(_alpha_world(), vectors, ks=(1,), tuning_metric="recall@1")
     result = evaluator.pinnersage(alphas=(0.3, 1.5), blend="max")
-    assert result.tuning == [(0.3, 1.0), (1.5, 0.0)]
-    assert result.setting == 0.3
+    assert result.tuning == [((0.3, 0.01), 1.0), ((1.5, 0.01), 0.0)]
+    assert result.setting.alpha == 0.3
     assert result.results["valid"].mean()["recall@1"] == 1.0
     assert result.results["test"].mean()["recall@1"] == 0.0
     # the test slice alone would have chosen 1.5: the choice did not look at it
@@ -185,6 +185,59 @@ def test_alpha_is_chosen_on_validation_and_test_is_scored_once_with_it():
     on_test = {alpha: evaluator.evaluate(pinnersage_vectors(test.history, vectors, test.users(), alpha=alpha),
                                          "test", "max").mean()["recall@1"] for alpha in (0.3, 1.5)}
     assert on_test == {0.3: 0.0, 1.5: 1.0}
+
+
+def _drift_world() -> tuple[EvaluationData, np.ndarray]:
+    """One user in 2-d whose old interest is larger than today's: the decay decides which leads.
+
+    Pins by angle: H0, H2, H4, H6 (train, 30 days ago), N90 (train, yesterday), V88 (valid), T93 (test), D10
+    (never engaged, next to the old interest). At lam 0.01 the old cluster (4 actions) outweighs the new one
+    (1 action) and its medoid (or the average, pulled to ~14 deg) ranks D10 first; at lam 0.3 the new
+    cluster leads and V88 (then T93) is first.
+    """
+    ts = [DAY0 - 30 * DAY + k * HOUR for k in range(4)] + [DAY0 - DAY, DAY0 + DAY, DAY0 + 2 * DAY]
+    data = EvaluationData(num_items=8, users=np.zeros(7, np.int64), items=np.arange(7), ts=np.array(ts),
+                          labels=np.array([TRAIN] * 5 + [VALID, TEST]), split=SPLIT)
+    return data, _angles([0, 2, 4, 6, 90, 88, 93, 10])
+
+
+def test_the_importance_decay_is_chosen_on_validation_for_every_method_that_uses_it():
+    data, vectors = _drift_world()
+    evaluator = PinnerSageEvaluator(data, vectors, ks=(1,), tuning_metric="recall@1", lams=(0.01, 0.3))
+    top1 = evaluator.pinnersage(alphas=(0.5,), blend="max", num_vectors=1)
+    assert top1.tuning == [((0.5, 0.01), 0.0), ((0.5, 0.3), 1.0)]
+    assert top1.setting == (0.5, 0.3) and repr(top1.setting) == "alpha=0.5 lam=0.3"
+    assert top1.results["test"].mean()["recall@1"] == 1.0 and top1.num_clusters["test"].tolist() == [2]
+    average = evaluator.decayed_average()
+    assert [(s.lam, v) for s, v in average.tuning] == [(0.01, 0.0), (0.3, 1.0)] and repr(average.setting) == "lam=0.3"
+    kmeans = evaluator.kmeans(num_clusters=(2,), blend="max", num_vectors=1)
+    assert kmeans.setting == (2, 0.3) and kmeans.results["test"].mean()["recall@1"] == 1.0
+    # one decay only (the job's): the old interest leads and the test target is missed
+    single = PinnerSageEvaluator(data, vectors, ks=(1,), tuning_metric="recall@1", lam=0.01)
+    assert single.lams == (0.01,)
+    assert single.pinnersage(alphas=(0.5,), blend="max", num_vectors=1).results["test"].mean()["recall@1"] == 0.0
+    with pytest.raises(ValueError, match="lams"):
+        PinnerSageEvaluator(data, vectors, lams=(0.01, float("nan")))
+
+
+def test_each_alpha_is_clustered_once_whatever_the_number_of_decays(monkeypatch):
+    import embeddings.pinnersage.evaluation as evaluation
+
+    calls = []
+    real = evaluation.ward_clusters
+    monkeypatch.setattr(evaluation, "ward_clusters", lambda *a, **k: calls.append(k["alpha"]) or real(*a, **k))
+    data, vectors = _drift_world()
+    evaluator = PinnerSageEvaluator(data, vectors, ks=(1,), tuning_metric="recall@1", lams=(0.01, 0.1, 0.3))
+    evaluator.pinnersage(alphas=(0.5, 1.0), blend="max")
+    assert calls == [0.5, 1.0, 0.5]  # valid at each alpha (3 decays each), then test at the chosen one
+    # ranking clusters made once equals clustering and ranking in one call, for every decay
+    s = evaluator.slices["test"]
+    for lam in (0.0, 0.01, 0.3):
+        once = evaluation.ward_user_clusters(s.history, vectors, s.users(), alpha=0.5)
+        a = pinnersage_vectors(s.history, vectors, s.users(), alpha=0.5, lam=lam, clusters=once)
+        b = pinnersage_vectors(s.history, vectors, s.users(), alpha=0.5, lam=lam)
+        np.testing.assert_array_equal(a.vectors, b.vectors)
+        np.testing.assert_array_equal(a.weights, b.weights)
 
 
 def test_clusters_track_planted_interests_by_spearman():
