@@ -378,6 +378,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                                  for m, s in metrics["speed_user_medoids"].items()))
     lines.append(f"wall time {wall_s / 60:.1f} min")
     name = "pinnersage" if set(sections) == set(SECTIONS) else "pinnersage_" + "_".join(sections)
+    if "synthetic" in sections and args.world == "demo":
+        name += "_demo_world"  # the 30-day world of `make demo`, recorded beside the 90-day one
     record(name=name, command=command, dataset="; ".join(datasets) or "random unit vectors (speed only)",
            protocol=f"Positive engagements on embedded pins; synthetic: nightly TimeSplit at ds (window "
                     f"{config['window_days']} days, valid 7, test 7); HetRec: per-user split. User future window: "
