@@ -7,9 +7,13 @@
 Sections (``--sections``, default all three; a run of all writes bench/results/pinnersage.json, a run of
 some ``pinnersage_<sections>.json``, and appends an entry to docs/BENCHMARKS.md):
 
-* ``synthetic`` (issue 5, "Bars", the hard bars): reads (never writes) a lake built by ``make demo``
-  (``--lake``, default ``$EMB_LAKE_URI`` or ./var/lake) at ``--ds``: ``events`` of the ``--window-days``
-  (30) days up to ``ds``, ``pin_embeddings`` of ``ds`` (the PinSage champion: 3 epochs in the demo),
+* ``synthetic`` (issue 5, "Bars", the hard bars) on a synthetic world at ``--ds``: ``--world 90d`` (the
+  default) is `make demo`'s preset over 90 days, the job's own window, built once by the nightly stages
+  (``WORLD_STAGES``, no Airflow; about 24 minutes on 2 cores) into ``--world-dir`` (default
+  var/bench/pinnersage-world-90d) and reused; ``--world demo`` reads (never writes) the lake of ``make demo``
+  (``--lake``, default ``$EMB_LAKE_URI`` or ./var/lake; 30 days; recorded as
+  ``pinnersage_synthetic_demo_world``). It reads ``events`` of the ``--window-days`` (90 / 30) days up to
+  ``ds``, ``pin_embeddings`` of ``ds`` (the PinSage champion: 3 epochs),
   ``synthetic_pin_topics`` and ``synthetic_users`` (planted truth), loaded by
   ``embeddings.pinnersage.data.load_evaluation_inputs`` as the nightly evaluation does: positive
   engagements on embedded pins, the nightly ``TimeSplit`` (valid 7 days, test 7 days), user future window
@@ -26,7 +30,8 @@ Quality: ``embeddings.pinnersage.evaluation.compare_methods``: PinnerSage (top 3
 one nearest-neighbour list per medoid interleaved with importance-proportional shares:
 ``embeddings.pinnersage.retrieval``), the centroid ablation, the medoids under the other blends (max of
 cosines, importance-weighted sum, round robin), the last pin, the time-decayed average and k-means with a
-fixed k. Alpha (and k) are tuned on VALID recall@50 per method; TEST is scored once with each choice.
+fixed k. Alpha (and k) and the importance decay lam (``--lams``, default ``LAM_GRID``; the decayed
+average's too) are tuned on VALID recall@50 per method; TEST is scored once with each choice.
 Spearman of PinnerSage's clusters per TEST user (chosen alpha, test history) against the planted number of
 interests; reported also at every alpha of the grid (on the VALID histories) to show the trade-off.
 
