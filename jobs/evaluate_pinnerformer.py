@@ -210,7 +210,7 @@ def compare_methods(lake: Lake, config: EvaluatePinnerFormerConfig, pins, loaded
     methods.append(evaluator.popularity(ev.input_history(all_seqs), cutoff_s, config.popularity_days))
     methods.append(evaluator.last_pin(config.last_pin_histories))
     methods.append(evaluator.decayed_average(config.decay_lams))
-    methods.append(evaluator.pinnersage(config.pinnersage_alphas))
+    methods.append(evaluator.pinnersage(config.pinnersage_alphas, lams=config.decay_lams))
     results = ev.results_table(methods, ci_samples=config.ci_samples, seed=config.seed)
     log.info("evaluation for ds=%s:\n%s", config.ds, format_table(
         results[results["split"] == "test"], ["recall@10", "recall@50", "recall@100", "p90_coverage@10",

@@ -54,10 +54,12 @@ from embeddings.pinnerformer.data import DAY_S, UserSequences
 from embeddings.pinnersage.evaluation import (
     DEFAULT_BLEND,
     UserHistory,
+    WardSetting,
     decayed_average_vectors,
     last_pin_vectors,
     pinnersage_vectors,
     topic_entropy,
+    ward_user_clusters,
 )
 
 log = logging.getLogger(__name__)
@@ -348,15 +350,24 @@ class FutureWindowEvaluator:
         return self.run(name, build, list(lams))
 
     def pinnersage(self, alphas: Sequence[float] = PINNERSAGE_ALPHAS, blend: str = DEFAULT_BLEND,
-                   num_medoids: int = NUM_MEDOIDS, name: str = f"pinnersage_{NUM_MEDOIDS}_medoids") -> MethodResult:
-        """PinnerSage's top ``num_medoids`` medoids of the positive input actions, Ward's alpha chosen on
-        ``valid``; their candidate lists interleaved by importance (``blend``)."""
-        def build(s: FutureWindowSlice, alpha: float) -> Scorer:
-            vectors = pinnersage_vectors(self.history(s), self.pin_vectors, s.users(), alpha=float(alpha),
-                                         num_vectors=num_medoids)
+                   num_medoids: int = NUM_MEDOIDS, name: str = f"pinnersage_{NUM_MEDOIDS}_medoids",
+                   lams: Sequence[float] = DECAY_LAMS) -> MethodResult:
+        """PinnerSage's top ``num_medoids`` medoids of the positive input actions, ``WardSetting(alpha, lam)``
+        chosen on ``valid`` (the importance decay over the decayed average's grid, so the two are tuned
+        alike); their candidate lists interleaved by importance (``blend``). Each alpha is clustered once."""
+        clustered: dict[tuple, dict] = {}
+
+        def build(s: FutureWindowSlice, setting: WardSetting) -> Scorer:
+            history = self.history(s)
+            key = (s.name, setting.alpha)
+            if key not in clustered:
+                clustered.clear()  # alpha-major: the previous alpha's clusters are not asked again
+                clustered[key] = ward_user_clusters(history, self.pin_vectors, s.users(), alpha=setting.alpha)
+            vectors = pinnersage_vectors(history, self.pin_vectors, s.users(), alpha=setting.alpha, lam=setting.lam,
+                                         num_vectors=num_medoids, clusters=clustered[key])
             return vectors.scorer(self.pin_vectors, blend, seen=s.history, depth=max(*self.ks, DIVERSITY_K))
 
-        return self.run(name, build, list(alphas))
+        return self.run(name, build, [WardSetting(float(a), float(lam)) for a in alphas for lam in lams])
 
 
 # ---- the table and the figure -------------------------------------------------------------------
