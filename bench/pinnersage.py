@@ -390,7 +390,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                     f"{config['window_days']} days, valid 7, test 7); HetRec: per-user split. User future window: "
                     "every new pin of the slice is a target, the history masked, full ranking over all embedded "
                     f"pins; a seeded sample of {args.max_users} users per slice. Every method's alpha / k and "
-                    "importance decay lam tuned on VALID recall@50, TEST scored once (embeddings.pinnersage.evaluation.compare_methods). PinnerSage: top 3 medoids by "
+                    "importance decay lam tuned on VALID recall@50, TEST scored once "
+                    "(embeddings.pinnersage.evaluation.compare_methods). PinnerSage: top 3 medoids by "
                     f"importance, blend {DEFAULT_BLEND!r} (one exact nearest-neighbour list per medoid, shares "
                     "proportional to importance). The 100k-user job timing is bench/pinnersage_scale.py.",
            config=config, metrics=metrics, summary=lines)

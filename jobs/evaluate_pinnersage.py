@@ -212,8 +212,8 @@ def run(config: EvaluatePinnerSageConfig) -> EvaluatePinnerSageResult:
     log.info("PinnerSage ds=%s evaluated in %.0f s (MLflow run %s): test recall@50 %s; chosen on VALID %r "
              "(job: alpha=%s lam=%s)%s", config.ds, seconds, run_id, {k: round(float(v), 4) for k, v in r50.items()},
              pinnersage.setting, job_params["alpha"], job_lam, "" if rho is None else f"; Spearman {rho.rho:.3f}")
-    return EvaluatePinnerSageResult(run_id, pinnersage.setting.alpha, pinnersage.setting.lam, table, ablation, None if rho is None else rho.rho,
-                                    seconds)
+    return EvaluatePinnerSageResult(run_id, pinnersage.setting.alpha, pinnersage.setting.lam, table, ablation,
+                                    None if rho is None else rho.rho, seconds)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -66,7 +66,7 @@ from embeddings.pinnersage.medoids import (
     action_weights,
     cluster_importance,
     timestamps_us,
-    ward_clusters,
+    user_clusters,
 )
 from embeddings.pinnersage.retrieval import InterleavedScorer
 
@@ -346,13 +346,13 @@ def reference_day(ts_us: np.ndarray) -> dt.date:
 
 def ward_user_clusters(history: UserHistory, pin_vectors: np.ndarray, users: np.ndarray, *, alpha: float,
                        max_actions: int = DEFAULT_MAX_ACTIONS) -> dict[int, UserClusters]:
-    """``ward_clusters`` of each of ``users`` with a history (user row -> clusters), ranked later per lam."""
+    """``medoids.user_clusters`` of each of ``users`` with a history (user row -> clusters), ranked later per lam."""
     pin_vectors, users = _check_inputs(history, pin_vectors, users)
     out = {}
     for u in users:
         items, ts_us = history.user(int(u))
         if len(items):
-            out[int(u)] = ward_clusters(items, ts_us, pin_vectors[items], reference_day(ts_us), alpha=alpha,
+            out[int(u)] = user_clusters(items, ts_us, pin_vectors[items], reference_day(ts_us), alpha=alpha,
                                         max_actions=max_actions)
     return out
 

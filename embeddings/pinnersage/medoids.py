@@ -94,7 +94,7 @@ def cluster_importance(labels: np.ndarray, weights: np.ndarray, num_clusters: in
 
 @dataclasses.dataclass(frozen=True)
 class UserClusters:
-    """One user's Ward clusters before they are ranked (``ward_clusters``); ``top`` ranks them by importance.
+    """One user's Ward clusters before they are ranked (``user_clusters``); ``top`` ranks them by importance.
 
     Clustering does not depend on the importance decay, so an evaluation that tries several ``lam`` clusters
     once and calls ``top`` per value. Distinct pins are in canonical order (position of each pin's most
@@ -183,10 +183,10 @@ def user_medoids(
     """
     if max_actions < 1 or top_k < 1:
         raise ValueError(f"max_actions and top_k must be >= 1 (got {max_actions}, {top_k})")
-    return ward_clusters(pin_ids, ts, vectors, ds, alpha, max_actions).top(ds, lam, top_k)
+    return user_clusters(pin_ids, ts, vectors, ds, alpha, max_actions).top(ds, lam, top_k)
 
 
-def ward_clusters(
+def user_clusters(
     pin_ids: np.ndarray,
     ts: np.ndarray,
     vectors: np.ndarray,

@@ -52,7 +52,7 @@ def interleave_lists(lists: np.ndarray, weights: np.ndarray, num: int | None = N
     if k == 0 or depth == 0:
         return np.zeros(0, np.int64)
     ranks = np.arange(depth, dtype=np.float64)
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", over="ignore"):  # a weight below ~1e-306 overflows: last, as a zero
         keys = np.where(weights[:, None] > 0, (ranks[None, :] + 0.5) / weights[:, None], np.inf)
     # A zero-weight list comes after every positive one, in round robin among themselves.
     fallback = np.broadcast_to(ranks[None, :], (k, depth))

@@ -35,6 +35,7 @@ def test_a_complete_90_day_world_is_reused_without_running_a_stage(tmp_path):
 
 
 def test_a_failing_stage_names_its_command_and_log(tmp_path):
-    with pytest.raises(RuntimeError, match=r"failed at `python -m jobs.generate_synthetic --ds 2026-13-01.*world-build.log"):
+    failed = r"failed at `python -m jobs.generate_synthetic --ds 2026-13-01.*world-build.log"
+    with pytest.raises(RuntimeError, match=failed):
         bench.world_lake(_args(tmp_path, ds="2026-13-01"))
     assert "2026-13-01" in (tmp_path / "world" / "world-build.log").read_text()

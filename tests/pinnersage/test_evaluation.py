@@ -224,8 +224,8 @@ def test_each_alpha_is_clustered_once_whatever_the_number_of_decays(monkeypatch)
     import embeddings.pinnersage.evaluation as evaluation
 
     calls = []
-    real = evaluation.ward_clusters
-    monkeypatch.setattr(evaluation, "ward_clusters", lambda *a, **k: calls.append(k["alpha"]) or real(*a, **k))
+    real = evaluation.user_clusters
+    monkeypatch.setattr(evaluation, "user_clusters", lambda *a, **k: calls.append(k["alpha"]) or real(*a, **k))
     data, vectors = _drift_world()
     evaluator = PinnerSageEvaluator(data, vectors, ks=(1,), tuning_metric="recall@1", lams=(0.01, 0.1, 0.3))
     evaluator.pinnersage(alphas=(0.5, 1.0), blend="max")
