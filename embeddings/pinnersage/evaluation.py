@@ -18,8 +18,9 @@ first one only). Every method is a set of query vectors per user (``UserVectors`
 * **k-means with fixed k** (``kmeans_vectors``): sklearn ``KMeans`` (seeded) on the distinct history pins,
   the top 3 centroids by the same importance.
 
-Ward's alpha and k-means' k are chosen on the validation slice (``tune_on_validation``) and the test slice
-is scored once with the choice (as ``embeddings.pinsage.evaluation.Evaluator._run``). On synthetic data
+Ward's alpha, k-means' k and every method's importance decay ``lam`` (the evaluator's ``lams``, e.g.
+``LAM_GRID``) are chosen on the validation slice (``tune_on_validation``) and the test slice is scored once
+with the choice (as ``embeddings.pinsage.evaluation.Evaluator._run``). On synthetic data
 ``topic_entropy`` gives the diversity of each user's top 50 (entropy of the planted topics, bits) and
 ``clusters_vs_interests`` the Spearman correlation of clusters per user with planted interests.
 
