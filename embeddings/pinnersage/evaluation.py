@@ -14,7 +14,7 @@ first one only). Every method is a set of query vectors per user (``UserVectors`
   its members' unit vectors instead of its medoid.
 * **Last pin** (``last_pin_vectors``): the embedding of the user's most recent history pin.
 * **Time-decayed average** (``decayed_average_vectors``): ``sum_i exp(-lam * age_i) unit(x_i)`` over the
-  actions, with PinnerSage's ``lam``.
+  actions.
 * **k-means with fixed k** (``kmeans_vectors``): sklearn ``KMeans`` (seeded) on the distinct history pins,
   the top 3 centroids by the same importance.
 
