@@ -511,12 +511,12 @@ def kmeans_vectors(
     already made with these arguments); importance is PinnerSage's ``sum exp(-lam * age)`` over each
     cluster's actions; ties go to the lower k-means label.
     """
-    if num_vectors < 1:
+    if num_clusters < 1 or num_vectors < 1:
         raise ValueError(f"num_clusters and num_vectors must be >= 1 (got {num_clusters}, {num_vectors})")
+    pin_vectors, users = _check_inputs(history, pin_vectors, users)
     if clusters is None:
         clusters = kmeans_user_clusters(history, pin_vectors, users, num_clusters=num_clusters,
                                         max_actions=max_actions, seed=seed, num_init=num_init)
-    pin_vectors, users = _check_inputs(history, pin_vectors, users)
     per_user = {}
     for u in users:
         if int(u) in clusters:
