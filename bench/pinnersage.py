@@ -66,14 +66,17 @@ from embeddings.pinnersage.evaluation import (  # noqa: E402
     DEFAULT_BLEND,
     KMEANS_KS,
     LAM_GRID,
+    SINGLE_EMBEDDING_METHODS,
     EvaluationData,
     MethodResult,
     PinnerSageEvaluator,
     ablation_table,
     clusters_vs_interests,
     compare_methods,
+    paired_comparison,
     pinnersage_vectors,
     results_table,
+    top_topic_coverage,
 )
 from embeddings.pinnersage.medoids import user_medoids  # noqa: E402
 
@@ -82,7 +85,6 @@ log = logging.getLogger("bench.pinnersage")
 SECTIONS = ("synthetic", "hetrec", "speed")
 DEFAULT_DS = "2026-11-01"
 REPORTED = ("recall@10", "recall@50", "recall@100")
-SINGLE_EMBEDDING = ("last_pin", "decayed_average")
 SPEED_USERS = {50: 400, 200: 150, 500: 60}  # users timed per action count (as docs/PINNERSAGE.md)
 SPEARMAN_BAR = 0.5
 
@@ -103,25 +105,61 @@ def format_ablation(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def quality_bars(table: pd.DataFrame) -> dict[str, bool]:
-    """3 medoids (PinnerSage's blend) beat every single-embedding baseline on TEST recall@50."""
+def quality_bars(table: pd.DataFrame, paired: pd.DataFrame) -> dict[str, bool]:
+    """3 medoids (PinnerSage's blend) beat every single-embedding baseline on TEST recall@50: on the means,
+    and beyond noise (the paired bootstrap's 95% interval of the difference above zero)."""
     r50 = table.set_index("method")["test_recall@50"]
+    overall = paired[paired["group"] == "all"]
     return {"3 medoids beat every single-embedding baseline (last pin, decayed average) on held-out recall@50":
-            bool(all(r50["pinnersage"] > r50[b] for b in SINGLE_EMBEDDING))}
+            bool(all(r50["pinnersage"] > r50[b] for b in SINGLE_EMBEDDING_METHODS)),
+            "... beyond noise (paired bootstrap over test users, 95% interval above 0)":
+            bool(overall["beats"].all())}
 
 
-def evaluate_section(evaluator: PinnerSageEvaluator, args: argparse.Namespace) -> tuple[list[MethodResult], dict]:
-    """``compare_methods`` on one dataset: the methods, the ablation table and the full evaluation table."""
+def _verdict(bars: dict[str, bool]) -> str:
+    """``quality_bars`` in words: ahead on the means, and beyond noise or not."""
+    on_means, beyond_noise = bars.values()
+    return "yes, beyond noise" if beyond_noise else "on the means only, not beyond noise" if on_means else "no"
+
+
+def format_paired(paired: pd.DataFrame, coverage: dict[str, float] | None = None) -> str:
+    """A Markdown table of ``paired_comparison`` (recall x100), one row per group, one column per baseline;
+    with ``coverage``, the mean top-3 topic coverage of each group's targets."""
+    others = list(dict.fromkeys(paired["other"]))
+    head = ["planted interests", "test users", "3 medoids"] + [f"minus {o} [95% CI]" for o in others]
+    if coverage is not None:
+        head.append("targets in their top 3 topics")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for group, rows in paired.groupby("group", sort=False):
+        rows = rows.set_index("other")
+        first = rows.iloc[0]
+        cells = [group, str(first["users"]), f"{100 * first['reference_mean']:.2f}"]
+        cells += [f"{100 * rows.loc[o, 'diff']:+.2f} [{100 * rows.loc[o, 'ci_low']:+.2f}, "
+                  f"{100 * rows.loc[o, 'ci_high']:+.2f}] (vs {100 * rows.loc[o, 'other_mean']:.2f})" for o in others]
+        if coverage is not None:
+            cells.append(f"{coverage[group]:.3f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def evaluate_section(evaluator: PinnerSageEvaluator, args: argparse.Namespace,
+                     groups: np.ndarray | None = None) -> tuple[list[MethodResult], dict]:
+    """``compare_methods`` on one dataset: the methods, the ablation table, the full evaluation table and
+    the paired comparison of the 3 medoids with each single-embedding baseline on TEST recall@50 (also per
+    ``groups`` label of the user rows when given)."""
     started = time.perf_counter()
     methods = compare_methods(evaluator, alphas=args.alphas, seed=args.seed)
     ablation = ablation_table(methods)
     table = results_table(methods, ci_samples=args.ci_samples, seed=args.seed)
+    paired = paired_comparison(methods, "pinnersage", SINGLE_EMBEDDING_METHODS, groups=groups,
+                               ci_samples=max(args.ci_samples, 200), seed=args.seed)
     out = {
         "ablation": _records(ablation),
         "ablation_markdown": format_ablation(ablation),
         "tuning": {m.name: [[repr(s), round(float(v), 5)] for s, v in m.tuning] for m in methods},
         "table": _records(table),
-        "bars": quality_bars(ablation),
+        "paired_recall@50": _records(paired),
+        "bars": quality_bars(ablation, paired),
         "seconds": round(time.perf_counter() - started, 1),
     }
     print("\n" + out["ablation_markdown"])
@@ -203,10 +241,18 @@ def bench_synthetic(args: argparse.Namespace) -> dict:
     if inputs.item_topics is None or inputs.planted_interests is None:
         raise ValueError(f"the lake {lake} has no synthetic_pin_topics / synthetic_users: not a synthetic lake")
     evaluator = PinnerSageEvaluator(inputs.data, inputs.pin_vectors, item_topics=inputs.item_topics, lams=args.lams)
-    methods, out = evaluate_section(evaluator, args)
+    planted = inputs.planted_interests
+    methods, out = evaluate_section(evaluator, args, groups=planted)
     pinnersage = methods[0]
     test_users = pinnersage.results["test"].query_ids
-    planted = inputs.planted_interests
+    # The ceiling of any 3 single-topic queries: the share of each test user's targets in the 3 topics most
+    # frequent among those targets (planted primary topics), per planted interest count.
+    coverage = top_topic_coverage(evaluator.slices["test"].targets.targets, test_users, inputs.item_topics)
+    out["top3_topic_coverage"] = {"all": float(coverage.mean())} | {
+        str(g): float(coverage[planted[test_users] == g].mean()) for g in np.unique(planted[test_users]) if g >= 0}
+    out["paired_markdown"] = format_paired(pd.DataFrame(out["paired_recall@50"]), out["top3_topic_coverage"])
+    print("\nTEST recall@50 x100 of the 3 medoids and paired differences, by planted interests:\n"
+          + out["paired_markdown"])
     known = planted[test_users] >= 0
     rho = clusters_vs_interests(pinnersage.num_clusters["test"][known], planted[test_users][known])
     out["spearman_clusters_vs_planted_interests"] = {
@@ -247,6 +293,8 @@ def bench_hetrec(args: argparse.Namespace) -> dict:
                           mode="window", max_users=args.max_users, seed=args.seed)
     evaluator = PinnerSageEvaluator(data, vectors, lams=args.lams)
     _, out = evaluate_section(evaluator, args)
+    out["paired_markdown"] = format_paired(pd.DataFrame(out["paired_recall@50"]))
+    print("\nTEST recall@50 x100 of the 3 medoids and paired differences:\n" + out["paired_markdown"])
     out["data"] = inputs.stats
     out["pinsage_training"] = training
     return out
@@ -363,6 +411,10 @@ def main(argv: Sequence[str] | None = None) -> None:
                         f"{stats['users']} users with positive engagements")
         lines += [f"synthetic, TEST means (recall x100, topic entropy@50 in bits; settings chosen on VALID):\n\n"
                   + syn["ablation_markdown"] + "\n",
+                  "TEST recall@50 x100 of the 3 medoids, paired bootstrap against each single-embedding "
+                  "baseline, overall and by planted number of interests (last column: the share of the group's "
+                  "targets in their own 3 most frequent topics, the most 3 single-topic queries could cover):\n\n"
+                  + syn["paired_markdown"] + "\n",
                   f"Spearman(PinnerSage clusters per test user at alpha {rho['alpha']}, planted num_interests) = "
                   f"{rho['rho']:.3f} over {rho['users']} users; by alpha on the VALID histories: "
                   + ", ".join(f"{r['alpha']}: {r['rho']:.3f}" for r in syn["spearman_by_alpha_valid"]),
@@ -375,8 +427,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                         f"epoch {het['pinsage_training']['best_epoch']} of {het['pinsage_training']['epochs_run']})")
         lines += ["HetRec Last.fm, TEST means (recall x100; settings chosen on VALID):\n\n"
                   + het["ablation_markdown"] + "\n",
-                  "HetRec: 3 medoids beat every single-embedding baseline on recall@50: "
-                  + ("yes" if all(het["bars"].values()) else "no")]
+                  "HetRec, TEST recall@50 x100 of the 3 medoids, paired bootstrap against each single-embedding "
+                  "baseline:\n\n" + het["paired_markdown"] + "\n",
+                  "HetRec: 3 medoids beat every single-embedding baseline on recall@50: " + _verdict(het["bars"])]
     if "speed_user_medoids" in metrics:
         lines.append("user_medoids speed (one process, 1 BLAS thread, d=256 random unit vectors): "
                      + ", ".join(f"m={m}: {s['users_per_s']} users/s ({s['ms_per_user']} ms/user)"

@@ -124,6 +124,10 @@ def test_a_run_logs_params_tables_histogram_and_lineage(tmp_path):
         float(result.ablation.set_index("method").loc["pinnersage", "test_recall@50"]))
     assert metrics["spearman_clusters_vs_planted_interests"] == pytest.approx(result.spearman)
     assert result.spearman > 0.5  # 1, 2 or 3 orthogonal topics per user: Ward finds them
+    for other in ("last_pin", "decayed_average"):
+        low, diff, high = (metrics[f"paired_recall_at_50/{other}/{k}"] for k in ("ci_low", "diff", "ci_high"))
+        assert low <= diff <= high
+    assert tags["eval.beats_single_embedding_beyond_noise"] in {"True", "False"}
 
     artifacts = {a.path for folder in ("evaluation", "plots") for a in client.list_artifacts(result.run_id, folder)}
     assert {"evaluation/evaluation.csv", "evaluation/ablation.csv", "evaluation/ablation.json",
@@ -137,6 +141,15 @@ def test_a_run_logs_params_tables_histogram_and_lineage(tmp_path):
     evaluation = pd.read_csv(client.download_artifacts(result.run_id, "evaluation/evaluation.csv",
                                                        str(tmp_path / "dl")))
     assert set(evaluation["model"]) == METHODS and set(evaluation["split"]) == {"valid", "test"}
+    paired = pd.read_csv(client.download_artifacts(result.run_id, "evaluation/paired_recall@50.csv",
+                                                   str(tmp_path / "dl")))
+    overall = paired[paired["group"] == "all"].set_index("other")
+    assert set(overall.index) == {"last_pin", "decayed_average"}
+    assert tags["eval.beats_single_embedding_beyond_noise"] == str(bool(overall["beats"].all()))
+    assert overall.loc["last_pin", "diff"] == pytest.approx(metrics["paired_recall_at_50/last_pin/diff"])
+    # one block per planted interest count besides "all", each over fewer users
+    per_group = paired[paired["group"] != "all"]
+    assert len(per_group) and (per_group["users"] < overall["users"].max()).all()
 
 
 def test_without_the_jobs_partition_nothing_is_logged(tmp_path):

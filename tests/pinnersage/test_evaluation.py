@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from embeddings.data.engagement import TEST, TRAIN, VALID
 from embeddings.pinnersage.evaluation import (
@@ -13,8 +14,10 @@ from embeddings.pinnersage.evaluation import (
     compare_methods,
     decayed_average_vectors,
     last_pin_vectors,
+    paired_comparison,
     pinnersage_vectors,
     results_table,
+    top_topic_coverage,
     topic_entropy,
 )
 
@@ -288,3 +291,43 @@ def test_bad_inputs_are_named():
         PinnerSageEvaluator(_alpha_world(), _angles([0, 1, 2, 3, 4]))
     with pytest.raises(ValueError, match="slice must be one of"):
         _alpha_world().slice("train")
+
+
+def test_paired_comparison_overall_and_per_group(world):
+    methods = [world.pinnersage(alphas=(1.0,)), world.last_pin(), world.decayed_average()]
+    groups = np.array([1, 1, 2])  # the planted interests of user rows 0, 1, 2
+    table = paired_comparison(methods, "pinnersage", ["last_pin", "decayed_average"], metric="recall@3",
+                              groups=groups, ci_samples=50)
+    assert table["group"].tolist() == ["all", "1", "2", "all", "1", "2"]
+    assert table["users"].tolist() == [3, 2, 1, 3, 2, 1]
+    rows = table.set_index(["group", "other"])
+    # every user: the medoids find all 3 targets, the last pin 1, the average none (identical differences)
+    assert rows.loc[("all", "last_pin"), ["reference_mean", "other_mean", "diff", "ci_low", "ci_high"]].tolist() == \
+        pytest.approx([1.0, 1 / 3, 2 / 3, 2 / 3, 2 / 3])
+    assert rows.loc[("2", "decayed_average"), "diff"] == pytest.approx(1.0)
+    assert table["beats"].all()
+    # unknown labels (negative) are left out of the groups, not of "all"
+    unknown = paired_comparison(methods, "pinnersage", ["last_pin"], metric="recall@3",
+                                groups=np.array([-1, 1, 1]), ci_samples=10)
+    assert unknown["group"].tolist() == ["all", "1"] and unknown["users"].tolist() == [3, 2]
+    with pytest.raises(ValueError, match="no evaluated method 'kmeans'"):
+        paired_comparison(methods, "pinnersage", ["kmeans"])
+
+
+def test_a_tie_is_not_beaten(world):
+    sage = world.pinnersage(alphas=(1.0,))
+    twin = world.pinnersage("twin", alphas=(1.0,))
+    row = paired_comparison([sage, twin], "pinnersage", ["twin"], metric="recall@3", ci_samples=20).iloc[0]
+    assert (row["diff"], row["ci_low"], row["beats"]) == (0.0, 0.0, False)
+
+
+def test_top_topic_coverage_on_literal_targets():
+    # user 0: targets of topics 0, 0, 1, 2, 3 -> the 3 most frequent cover 4 of 5; user 2: one topic
+    targets = sp.csr_matrix(np.array([[1, 1, 1, 1, 1, 0], [0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 1, 1]]))
+    topics = np.array([0, 0, 1, 2, 3, 3])
+    assert top_topic_coverage(targets, np.array([0, 2]), topics).tolist() == pytest.approx([0.8, 1.0])
+    assert top_topic_coverage(targets, np.array([0]), topics, num_topics=1).tolist() == pytest.approx([0.4])
+    with pytest.raises(ValueError, match="user row 1 has no targets"):
+        top_topic_coverage(targets, np.array([1]), topics)
+    with pytest.raises(ValueError, match="one topic per item"):
+        top_topic_coverage(targets, np.array([0]), topics[:3])
