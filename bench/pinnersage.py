@@ -98,7 +98,7 @@ SPEARMAN_BAR = 0.5
 
 
 def format_ablation(table: pd.DataFrame) -> str:
-    """A Markdown table of ``ablation_table``: recall x100, entropy in bits."""
+    """A Markdown table of ``ablation_table``: recall x100, entropy in bits, on-interest share of the top 50."""
     metrics = [c for c in table.columns if c.startswith("test_")
                and c not in ("test_users", "test_clusters_per_user_median")]
     head = ["method", "blend", "setting (VALID)", "clusters/user (median)"] + [m[5:] for m in metrics]
@@ -245,7 +245,8 @@ def bench_synthetic(args: argparse.Namespace) -> dict:
     inputs = load_evaluation_inputs(Lake(lake), split, max_users=args.max_users, seed=args.seed)
     if inputs.item_topics is None or inputs.planted_interests is None:
         raise ValueError(f"the lake {lake} has no synthetic_pin_topics / synthetic_users: not a synthetic lake")
-    evaluator = PinnerSageEvaluator(inputs.data, inputs.pin_vectors, item_topics=inputs.item_topics, lams=args.lams)
+    evaluator = PinnerSageEvaluator(inputs.data, inputs.pin_vectors, item_topics=inputs.item_topics, lams=args.lams,
+                                    user_interests=inputs.user_interests)
     planted = inputs.planted_interests
     methods, out = evaluate_section(evaluator, args, groups=planted)
     pinnersage = methods[0]

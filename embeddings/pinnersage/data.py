@@ -4,7 +4,8 @@ Shared by the nightly evaluation (``jobs.evaluate_pinnersage``) and the syntheti
 (``bench/pinnersage.py``), so both score the same data the same way: the positive engagements
 (``engagement.positive_mask``) of the split's window on pins with a ``pin_embeddings`` row of ``ds``,
 labelled by the nightly ``TimeSplit`` (docs/DATA.md), and, on synthetic lakes, the planted truth
-(``synthetic_pin_topics``: topic per pin, ``synthetic_users``: number of interests per user).
+(``synthetic_pin_topics``: topic per pin, ``synthetic_users``: number of interests per user,
+``synthetic_user_interests``: the interests active on each day of the valid and test slices).
 """
 
 from __future__ import annotations
@@ -14,9 +15,16 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 
 from embeddings.data.engagement import TEST, TRAIN, VALID, TimeSplit, positive_mask
-from embeddings.data.schemas import EVENTS, PIN_EMBEDDINGS, SYNTHETIC_PIN_TOPICS, SYNTHETIC_USERS
+from embeddings.data.schemas import (
+    EVENTS,
+    PIN_EMBEDDINGS,
+    SYNTHETIC_PIN_TOPICS,
+    SYNTHETIC_USER_INTERESTS,
+    SYNTHETIC_USERS,
+)
 from embeddings.lake import Lake, Manifest
 from embeddings.pinnersage.evaluation import EvaluationData
 
@@ -36,6 +44,8 @@ class EvaluationInputs:
         user_ids: (U,) int64 user id of each user row.
         item_topics: (N,) int64 planted topic per pin, or None when the lake is not synthetic.
         planted_interests: (U,) int64 planted number of interests (-1 unknown), or None.
+        user_interests: slice name -> (U, T) 0/1 the planted topics each user row was interested in on any
+            day of the slice (``synthetic_user_interests``), or None.
         model_versions: the ``model_version`` values of the embeddings (one: the champion's).
         manifests: the manifests read (events partitions and pin_embeddings), for lineage.
         stats: counts for the log and the record.
@@ -50,6 +60,7 @@ class EvaluationInputs:
     model_versions: list[str]
     manifests: list[Manifest]
     stats: dict
+    user_interests: dict[str, sp.csr_matrix] | None = None
 
 
 def _lookup(sorted_ids: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -123,6 +134,16 @@ def load_evaluation_inputs(lake: Lake, split: TimeSplit, *, max_users: int = 200
         counts = table.column("num_interests").to_numpy().astype(np.int64)[by_id]
         planted_interests = np.where(found, counts[at] if len(counts) else -1, -1)
 
+    user_interests = None
+    if item_topics is not None:  # synthetic_user_interests is read only where the lake is synthetic
+        slice_days = {"valid": (split.valid_start, split.test_start - dt.timedelta(days=1)),
+                      "test": (split.test_start, ds)}
+        user_interests = {name: _interest_matrix(lake, first, last, user_ids, int(item_topics.max()) + 1)
+                          for name, (first, last) in slice_days.items()}
+        if any(m is None for m in user_interests.values()):
+            log.warning("synthetic_user_interests has no partition in the valid or the test days: no on_interest")
+            user_interests = None
+
     describe = (f"window {split.window_days} days from {split.start}, valid {split.valid_start}.."
                 f"{split.test_start - dt.timedelta(days=1)}, test {split.test_start}..{ds}")
     data = EvaluationData(num_items=len(pin_ids), users=users, items=rows, ts=ts, labels=labels,
@@ -148,4 +169,21 @@ def load_evaluation_inputs(lake: Lake, split: TimeSplit, *, max_users: int = 200
         stats["users_without_planted_interests"] = int((planted_interests < 0).sum())
     log.info("PinnerSage evaluation inputs for ds=%s: %s", ds, stats)
     return EvaluationInputs(data, pin_ids, pin_vectors, user_ids, item_topics, planted_interests, versions,
-                            manifests, stats)
+                            manifests, stats, user_interests)
+
+
+def _interest_matrix(lake: Lake, first: dt.date, last: dt.date, user_ids: np.ndarray,
+                     num_topics: int) -> sp.csr_matrix | None:
+    """(U, T) 0/1: the topics each of ``user_ids`` had as a planted interest on any day of ``first..last``
+    (the committed ``synthetic_user_interests`` partitions; topics past ``num_topics`` are left out); None
+    when no partition falls in those days."""
+    table, days = lake.read_range(SYNTHETIC_USER_INTERESTS, first, last, columns=["user_id", "topic"])
+    if not days:
+        return None
+    rows, found = _lookup(user_ids, table.column("user_id").to_numpy().astype(np.int64))
+    topics = table.column("topic").to_numpy().astype(np.int64)
+    keep = found & (topics >= 0) & (topics < num_topics)
+    matrix = sp.csr_matrix((np.ones(int(keep.sum())), (rows[keep], topics[keep])), shape=(len(user_ids), num_topics))
+    matrix.sum_duplicates()
+    matrix.data[:] = 1.0  # a topic on several days counts once
+    return matrix

@@ -562,12 +562,44 @@ def topic_entropy(top_items: np.ndarray, item_topics: np.ndarray) -> np.ndarray:
     return out
 
 
+def on_interest_share(top_items: np.ndarray, item_topics: np.ndarray, users: np.ndarray,
+                      interests: sp.csr_matrix) -> np.ndarray:
+    """Share of each query's list whose topic is one of the user's interests.
+
+    Args:
+        top_items: (Q, k) item rows, best first; -1 marks an empty position (left out).
+        item_topics: (N,) int topic of each item.
+        users: (Q,) user row of each list.
+        interests: (U, T) 0/1 the topics each user row is interested in (the planted interests).
+
+    Returns:
+        (Q,) float64 in [0, 1]; NaN for an empty list.
+    """
+    top_items = np.asarray(top_items, dtype=np.int64)
+    interests = sp.csr_matrix(interests)
+    if top_items.ndim != 2 or len(top_items) != len(users):
+        raise ValueError(f"top_items must be a (queries, k) array with one row per user, got shape "
+                         f"{top_items.shape} for {len(users)} users")
+    out = np.full(len(top_items), np.nan)
+    for i, (u, row) in enumerate(zip(np.asarray(users, dtype=np.int64), top_items)):
+        row = row[row >= 0]
+        if len(row):
+            mine = interests.indices[interests.indptr[u]:interests.indptr[u + 1]]
+            out[i] = np.isin(item_topics[row], mine).sum() / len(row)
+    return out
+
+
 def evaluate_diversity(scorer: Callable[[np.ndarray], np.ndarray], data: EvalSlice, item_topics: np.ndarray,
-                       users: np.ndarray, *, k: int = DIVERSITY_K, chunk_size: int | None = None) -> np.ndarray:
-    """(R,) topic entropy (bits) of each user's top ``k`` pins, the history masked as in the ranking."""
+                       users: np.ndarray, *, k: int = DIVERSITY_K, interests: sp.csr_matrix | None = None,
+                       chunk_size: int | None = None) -> dict[str, np.ndarray]:
+    """Per user of ``users`` (R,), on their top ``k`` pins (the history masked as in the ranking):
+    ``topic_entropy@k`` (bits) and, with ``interests`` (U, T), ``on_interest@k`` (``on_interest_share``)."""
     items, _ = top_k(scorer, users, k, data.history.num_items, seen=data.targets.history.matrix(),
                      chunk_size=chunk_size)
-    return topic_entropy(items, item_topics)
+    out = {f"topic_entropy@{k}": topic_entropy(items, item_topics)}
+    if interests is not None:
+        out[f"on_interest@{k}"] = on_interest_share(items, item_topics, users, interests)
+    return out
 
 
 @dataclass(frozen=True)
@@ -629,6 +661,9 @@ class PinnerSageEvaluator:
         data: labelled positive engagements.
         pin_vectors: (N, d) pin embeddings (PinSage's), the items ranked and the vectors clustered.
         item_topics: (N,) planted topic per pin (synthetic data): adds ``topic_entropy@<diversity_k>``.
+        user_interests: slice name -> (U, T) 0/1 planted interests of each user row during that slice
+            (synthetic data, with ``item_topics``): adds ``on_interest@<diversity_k>``, the share of a
+            user's top pins on one of their interests (a blend that falls between interests scores low).
         ks: cut-offs of ``recall@K`` / ``hr@K`` / ``ndcg@K``.
         tuning_metric: maximized on the validation slice.
         lam, max_actions: PinnerSage's decay per day (the job's) and cap, shared by every method that uses them.
@@ -640,15 +675,22 @@ class PinnerSageEvaluator:
                  ks: Sequence[int] = EVAL_KS, tuning_metric: str = TUNING_METRIC,
                  lam: float = DEFAULT_DECAY_PER_DAY, max_actions: int = DEFAULT_MAX_ACTIONS,
                  lams: Sequence[float] | None = None, diversity_k: int = DIVERSITY_K,
-                 chunk_size: int | None = None) -> None:
+                 user_interests: Mapping[str, sp.csr_matrix] | None = None, chunk_size: int | None = None) -> None:
         self.pin_vectors = unit_rows(pin_vectors, "pin vectors")
         if len(self.pin_vectors) != data.num_items:
             raise ValueError(f"pin_vectors have {len(self.pin_vectors)} rows but the evaluation data has "
                              f"{data.num_items} pins")
         if item_topics is not None and len(item_topics) != data.num_items:
             raise ValueError(f"item_topics has {len(item_topics)} entries but there are {data.num_items} pins")
+        if user_interests is not None:
+            if item_topics is None:
+                raise ValueError("user_interests need item_topics (the topic of each pin)")
+            for name in SLICES:
+                if name not in user_interests or user_interests[name].shape[0] != data.num_users:
+                    raise ValueError(f"user_interests need a ({data.num_users}, topics) matrix for slice {name!r}")
         self.data = data
         self.item_topics = item_topics
+        self.user_interests = user_interests
         self.ks = tuple(ks)
         self.tuning_metric = tuning_metric
         self.lam = lam
@@ -671,16 +713,16 @@ class PinnerSageEvaluator:
     def evaluate(self, vectors: UserVectors, slice_name: str, blend: str = DEFAULT_BLEND, *,
                  diversity: bool = False) -> RankingMetrics:
         """Full ranking of the slice's targets by ``vectors`` (history masked); with ``diversity`` and
-        ``item_topics``, adds ``topic_entropy@K`` per user."""
+        ``item_topics``, adds ``topic_entropy@K`` (and with ``user_interests``, ``on_interest@K``) per user."""
         s = self.slices[slice_name]
         scorer = vectors.scorer(self.pin_vectors, blend, seen=s.targets.history.matrix(),
                                 depth=max(*self.ks, self.diversity_k))
         result = evaluate_users(scorer, s.targets, s.protocol, ks=self.ks, chunk_size=self.chunk_size)
         if diversity and self.item_topics is not None:
-            entropy = evaluate_diversity(scorer, s, self.item_topics, result.query_ids, k=self.diversity_k,
-                                         chunk_size=self.chunk_size)
-            values = {**result.values, f"topic_entropy@{self.diversity_k}": entropy}
-            result = dataclasses.replace(result, values=values)
+            interests = None if self.user_interests is None else self.user_interests[slice_name]
+            diverse = evaluate_diversity(scorer, s, self.item_topics, result.query_ids, k=self.diversity_k,
+                                         interests=interests, chunk_size=self.chunk_size)
+            result = dataclasses.replace(result, values={**result.values, **diverse})
         return result
 
     def run(self, name: str, build: VectorBuilder, settings: Sequence[Hashable], blend: str = "max") -> MethodResult:
@@ -809,7 +851,7 @@ _REPRESENTATION = {"last_pin": ("last pin", "-"), "decayed_average": ("time-deca
 def ablation_table(methods: Sequence[MethodResult], metrics: Sequence[str] = ("recall@10", "recall@50",
                                                                                "recall@100")) -> pd.DataFrame:
     """One row per method: what it is, its setting chosen on validation, the validation score of that
-    setting and the TEST means of ``metrics`` (plus ``topic_entropy@K`` when measured)."""
+    setting and the TEST means of ``metrics`` (plus ``topic_entropy@K`` and ``on_interest@K`` when measured)."""
     rows = []
     for m in methods:
         representation, blend = _REPRESENTATION.get(m.name, ("Ward medoids (top 3)", m.name.split("pinnersage_")[-1]))
@@ -818,7 +860,7 @@ def ablation_table(methods: Sequence[MethodResult], metrics: Sequence[str] = ("r
                "valid_tuning_metric": dict(m.tuning)[m.setting], "test_users": test.num_queries,
                "test_clusters_per_user_median": float(np.median(m.num_clusters["test"]))
                if len(m.num_clusters["test"]) else float("nan")}
-        names = list(metrics) + [k for k in test.values if k.startswith("topic_entropy@")]
+        names = list(metrics) + [k for k in test.values if k.startswith(("topic_entropy@", "on_interest@"))]
         row.update({f"test_{k}": float(np.nanmean(test.metric(k))) for k in names})
         rows.append(row)
     return pd.DataFrame(rows)

@@ -10,7 +10,14 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from embeddings.data.schemas import EVENTS, PIN_EMBEDDINGS, SYNTHETIC_PIN_TOPICS, SYNTHETIC_USERS, USER_MEDOIDS
+from embeddings.data.schemas import (
+    EVENTS,
+    PIN_EMBEDDINGS,
+    SYNTHETIC_PIN_TOPICS,
+    SYNTHETIC_USER_INTERESTS,
+    SYNTHETIC_USERS,
+    USER_MEDOIDS,
+)
 from embeddings.lake import Lake, PartitionMissingError
 
 pytestmark = [pytest.mark.mlflow]
@@ -29,8 +36,9 @@ def pin_id(topic: int, j: int) -> int:
 
 
 def build_lake(path) -> Lake:
-    """Topics are orthogonal directions (e0..e3, small noise in e4..e7); user u holds u % 3 + 1 topics and
-    saves one pin a day from one of them, for every day of the window."""
+    """Topics are orthogonal directions (e0..e3, small noise in e4..e7); user u holds u % 3 + 1 topics
+    (``synthetic_user_interests`` of every day) and saves one pin a day from one of them, for every day of the
+    window."""
     rng = np.random.default_rng(0)
     lake = Lake(str(path))
     ids, vectors, topics = [], [], []
@@ -60,6 +68,11 @@ def build_lake(path) -> Lake:
                              "ts": dt.datetime.combine(day, dt.time(8 + k), dt.timezone.utc),
                              "duration_ms": None, "surface": "home"})
         lake.write(EVENTS, pa.Table.from_pylist(rows, schema=EVENTS.schema), day)
+        lake.write(SYNTHETIC_USER_INTERESTS, pa.table(
+            {"user_id": [u for u in range(NUM_USERS) for _ in interests[u]],
+             "topic": [t for u in range(NUM_USERS) for t in interests[u]],
+             "weight": [1.0 / len(interests[u]) for u in range(NUM_USERS) for _ in interests[u]]},
+            schema=SYNTHETIC_USER_INTERESTS.schema), day)
     return lake
 
 
@@ -123,6 +136,8 @@ def test_a_run_logs_params_tables_histogram_and_lineage(tmp_path):
     assert metrics["ablation/pinnersage/test_recall_at_50"] == pytest.approx(
         float(result.ablation.set_index("method").loc["pinnersage", "test_recall@50"]))
     assert metrics["spearman_clusters_vs_planted_interests"] == pytest.approx(result.spearman)
+    # the share of each user's top 50 on their planted interests (some of the 48 pins are off-interest)
+    assert 0.0 < metrics["ablation/pinnersage/test_on_interest_at_50"] < 1.0
     assert result.spearman > 0.5  # 1, 2 or 3 orthogonal topics per user: Ward finds them
     for other in ("last_pin", "decayed_average"):
         low, diff, high = (metrics[f"paired_recall_at_50/{other}/{k}"] for k in ("ci_low", "diff", "ci_high"))

@@ -14,6 +14,7 @@ from embeddings.pinnersage.evaluation import (
     compare_methods,
     decayed_average_vectors,
     last_pin_vectors,
+    on_interest_share,
     paired_comparison,
     pinnersage_vectors,
     results_table,
@@ -331,3 +332,29 @@ def test_top_topic_coverage_on_literal_targets():
         top_topic_coverage(targets, np.array([1]), topics)
     with pytest.raises(ValueError, match="one topic per item"):
         top_topic_coverage(targets, np.array([0]), topics[:3])
+
+
+def test_on_interest_share_on_literal_lists():
+    interests = sp.csr_matrix(np.array([[1, 1, 0, 0], [0, 0, 0, 1]]))  # user 0: topics 0, 1; user 1: topic 3
+    topics = np.array([0, 1, 2, 3, 3])
+    lists = np.array([[0, 1, 2, 3], [4, 3, -1, -1], [-1, -1, -1, -1]])
+    share = on_interest_share(lists, topics, np.array([0, 1, 0]), interests)
+    np.testing.assert_allclose(share[:2], [0.5, 1.0])
+    assert np.isnan(share[2])  # an empty list
+    with pytest.raises(ValueError, match="one row per user"):
+        on_interest_share(lists, topics, np.array([0]), interests)
+
+
+def test_the_average_falls_between_interests_and_the_medoids_do_not():
+    data, vectors, topics = _three_cluster_world()
+    interests = sp.csr_matrix(np.tile([1.0, 1.0, 1.0, 0.0], (data.num_users, 1)))  # topics 0-2; 3: distractors
+    evaluator = PinnerSageEvaluator(data, vectors, item_topics=topics, ks=(3,), tuning_metric="recall@3",
+                                    diversity_k=3, user_interests={"valid": interests, "test": interests})
+    sage, average = evaluator.pinnersage(alphas=(1.0,)), evaluator.decayed_average()
+    np.testing.assert_allclose(sage.results["test"].metric("on_interest@3"), 1.0)
+    np.testing.assert_allclose(average.results["test"].metric("on_interest@3"), 0.0)
+    assert ablation_table([sage, average], metrics=("recall@3",))["test_on_interest@3"].tolist() == [1.0, 0.0]
+    with pytest.raises(ValueError, match="need item_topics"):
+        PinnerSageEvaluator(data, vectors, user_interests={"valid": interests, "test": interests})
+    with pytest.raises(ValueError, match="for slice 'test'"):
+        PinnerSageEvaluator(data, vectors, item_topics=topics, user_interests={"valid": interests})
