@@ -246,7 +246,7 @@ def bench_synthetic(args: argparse.Namespace) -> dict:
     if inputs.item_topics is None or inputs.planted_interests is None:
         raise ValueError(f"the lake {lake} has no synthetic_pin_topics / synthetic_users: not a synthetic lake")
     evaluator = PinnerSageEvaluator(inputs.data, inputs.pin_vectors, item_topics=inputs.item_topics, lams=args.lams,
-                                    user_interests=inputs.user_interests)
+                                    user_interests=inputs.user_interests, pin_topics=inputs.pin_topics)
     planted = inputs.planted_interests
     methods, out = evaluate_section(evaluator, args, groups=planted)
     pinnersage = methods[0]

@@ -150,7 +150,8 @@ def run(config: EvaluatePinnerSageConfig) -> EvaluatePinnerSageResult:
     job_lam = float(job_params["lam"])
     lams = tuple(sorted({*config.lams, job_lam}))
     evaluator = PinnerSageEvaluator(inputs.data, inputs.pin_vectors, item_topics=inputs.item_topics,
-                                    user_interests=inputs.user_interests, lam=job_lam, lams=lams,
+                                    user_interests=inputs.user_interests, pin_topics=inputs.pin_topics,
+                                    lam=job_lam, lams=lams,
                                     max_actions=int(job_params["max_actions"]))
     methods = compare_methods(evaluator, alphas=config.alphas, kmeans_ks=config.kmeans_ks,
                               ablation_blends=config.ablation_blends, seed=config.seed)

@@ -46,6 +46,8 @@ class EvaluationInputs:
         planted_interests: (U,) int64 planted number of interests (-1 unknown), or None.
         user_interests: slice name -> (U, T) 0/1 the planted topics each user row was interested in on any
             day of the slice (``synthetic_user_interests``), or None.
+        pin_topics: (N, T) 0/1 every planted topic of each pin (primary and secondary;
+            ``synthetic_pin_topics.topics``), or None.
         model_versions: the ``model_version`` values of the embeddings (one: the champion's).
         manifests: the manifests read (events partitions and pin_embeddings), for lineage.
         stats: counts for the log and the record.
@@ -61,6 +63,7 @@ class EvaluationInputs:
     manifests: list[Manifest]
     stats: dict
     user_interests: dict[str, sp.csr_matrix] | None = None
+    pin_topics: sp.csr_matrix | None = None
 
 
 def _lookup(sorted_ids: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -117,15 +120,23 @@ def load_evaluation_inputs(lake: Lake, split: TimeSplit, *, max_users: int = 200
     rows, ts = rows[embedded], ts[embedded]
     labels = split.assign(ts.astype("datetime64[D]"))
 
-    item_topics = planted_interests = None
+    item_topics = planted_interests = pin_topics = None
     if planted and lake.exists(SYNTHETIC_PIN_TOPICS):
-        topics = lake.read(SYNTHETIC_PIN_TOPICS, columns=["pin_id", "primary_topic"])
+        topics = lake.read(SYNTHETIC_PIN_TOPICS, columns=["pin_id", "primary_topic", "topics"])
         at, found = _lookup(pin_ids, topics.column("pin_id").to_numpy().astype(np.int64))
         item_topics = np.full(len(pin_ids), -1, np.int64)
         item_topics[at[found]] = topics.column("primary_topic").to_numpy()[found]
         if (item_topics < 0).any():
             raise ValueError(f"{int((item_topics < 0).sum())} embedded pins have no planted topic in "
                              f"synthetic_pin_topics (e.g. pin ids {pin_ids[item_topics < 0][:10].tolist()})")
+        lists = topics.column("topics").combine_chunks()
+        per_pin = np.diff(lists.offsets.to_numpy())
+        pin_rows = np.repeat(at, per_pin)[np.repeat(found, per_pin)]
+        topic_cols = lists.values.to_numpy().astype(np.int64)[np.repeat(found, per_pin)]
+        pin_topics = sp.csr_matrix((np.ones(len(pin_rows)), (pin_rows, topic_cols)),
+                                   shape=(len(pin_ids), int(topic_cols.max(initial=item_topics.max())) + 1))
+        pin_topics.sum_duplicates()
+        pin_topics.data[:] = 1.0
     if planted and lake.exists(SYNTHETIC_USERS):
         table = lake.read(SYNTHETIC_USERS, columns=["user_id", "num_interests"])
         ids = table.column("user_id").to_numpy().astype(np.int64)
@@ -169,7 +180,7 @@ def load_evaluation_inputs(lake: Lake, split: TimeSplit, *, max_users: int = 200
         stats["users_without_planted_interests"] = int((planted_interests < 0).sum())
     log.info("PinnerSage evaluation inputs for ds=%s: %s", ds, stats)
     return EvaluationInputs(data, pin_ids, pin_vectors, user_ids, item_topics, planted_interests, versions,
-                            manifests, stats, user_interests)
+                            manifests, stats, user_interests, pin_topics)
 
 
 def _interest_matrix(lake: Lake, first: dt.date, last: dt.date, user_ids: np.ndarray,

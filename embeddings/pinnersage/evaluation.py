@@ -78,8 +78,9 @@ from embeddings.pinnersage.retrieval import InterleavedScorer
 log = logging.getLogger(__name__)
 
 SLICES = {"valid": VALID, "test": TEST}
-# 0.4 .. 1.6: on the 90-day synthetic world recall@50 chose 0.6 when the grid started there (2026-12-01)
-ALPHA_GRID: tuple[float, ...] = tuple(round(0.4 + 0.1 * i, 1) for i in range(13))
+# 0.2 .. 1.6: on the 90-day synthetic world recall@50 chose the grid's lowest alpha when it started at 0.6
+# (2026-12-01) and at 0.4 (2026-12-04); at 0.2 two pins merge only at cos >= 0.98, nearly one pin per cluster
+ALPHA_GRID: tuple[float, ...] = tuple(round(0.2 + 0.1 * i, 1) for i in range(15))
 KMEANS_KS: tuple[int, ...] = (2, 3, 5, 8)
 # Importance decay per day tried on VALID by every method that weighs actions by age (PinnerSage's top-3
 # choice, the decayed average, k-means' top 3): none, the paper's 0.01 (the job's default), and faster ones
@@ -562,43 +563,57 @@ def topic_entropy(top_items: np.ndarray, item_topics: np.ndarray) -> np.ndarray:
     return out
 
 
-def on_interest_share(top_items: np.ndarray, item_topics: np.ndarray, users: np.ndarray,
+def one_topic_each(item_topics: np.ndarray) -> sp.csr_matrix:
+    """(N, T) 0/1 from (N,) one topic per item (``on_interest_share``'s ``pin_topics`` without secondaries)."""
+    item_topics = np.asarray(item_topics, dtype=np.int64)
+    return sp.csr_matrix((np.ones(len(item_topics)), (np.arange(len(item_topics)), item_topics)),
+                         shape=(len(item_topics), int(item_topics.max()) + 1 if len(item_topics) else 0))
+
+
+def on_interest_share(top_items: np.ndarray, pin_topics: sp.csr_matrix, users: np.ndarray,
                       interests: sp.csr_matrix) -> np.ndarray:
-    """Share of each query's list whose topic is one of the user's interests.
+    """Share of each query's list with a topic that is one of the user's interests.
 
     Args:
         top_items: (Q, k) item rows, best first; -1 marks an empty position (left out).
-        item_topics: (N,) int topic of each item.
+        pin_topics: (N, T) 0/1 the topics of each item (synthetic pins: the primary and the secondary topic,
+            either of which brings the pin to a user interested in it).
         users: (Q,) user row of each list.
-        interests: (U, T) 0/1 the topics each user row is interested in (the planted interests).
+        interests: (U, T') 0/1 the topics each user row is interested in (the planted interests).
 
     Returns:
         (Q,) float64 in [0, 1]; NaN for an empty list.
     """
     top_items = np.asarray(top_items, dtype=np.int64)
+    pin_topics = sp.csr_matrix(pin_topics)
     interests = sp.csr_matrix(interests)
     if top_items.ndim != 2 or len(top_items) != len(users):
         raise ValueError(f"top_items must be a (queries, k) array with one row per user, got shape "
                          f"{top_items.shape} for {len(users)} users")
+    width = max(pin_topics.shape[1], interests.shape[1])  # topics past either matrix's width are nobody's
+    pin_topics, interests = (sp.csr_matrix((m.data, m.indices, m.indptr), shape=(m.shape[0], width))
+                             for m in (pin_topics, interests))
     out = np.full(len(top_items), np.nan)
     for i, (u, row) in enumerate(zip(np.asarray(users, dtype=np.int64), top_items)):
         row = row[row >= 0]
         if len(row):
-            mine = interests.indices[interests.indptr[u]:interests.indptr[u + 1]]
-            out[i] = np.isin(item_topics[row], mine).sum() / len(row)
+            shared = pin_topics[row] @ interests[u].T  # (len(row), 1): topics the pin and the user share
+            out[i] = float((shared.toarray().ravel() > 0).mean())
     return out
 
 
 def evaluate_diversity(scorer: Callable[[np.ndarray], np.ndarray], data: EvalSlice, item_topics: np.ndarray,
                        users: np.ndarray, *, k: int = DIVERSITY_K, interests: sp.csr_matrix | None = None,
-                       chunk_size: int | None = None) -> dict[str, np.ndarray]:
+                       pin_topics: sp.csr_matrix | None = None, chunk_size: int | None = None) -> dict[str, np.ndarray]:
     """Per user of ``users`` (R,), on their top ``k`` pins (the history masked as in the ranking):
-    ``topic_entropy@k`` (bits) and, with ``interests`` (U, T), ``on_interest@k`` (``on_interest_share``)."""
+    ``topic_entropy@k`` (bits, of ``item_topics``) and, with ``interests`` (U, T), ``on_interest@k``
+    (``on_interest_share`` over ``pin_topics``, default one topic each from ``item_topics``)."""
     items, _ = top_k(scorer, users, k, data.history.num_items, seen=data.targets.history.matrix(),
                      chunk_size=chunk_size)
     out = {f"topic_entropy@{k}": topic_entropy(items, item_topics)}
     if interests is not None:
-        out[f"on_interest@{k}"] = on_interest_share(items, item_topics, users, interests)
+        topics = one_topic_each(item_topics) if pin_topics is None else pin_topics
+        out[f"on_interest@{k}"] = on_interest_share(items, topics, users, interests)
     return out
 
 
@@ -664,6 +679,8 @@ class PinnerSageEvaluator:
         user_interests: slice name -> (U, T) 0/1 planted interests of each user row during that slice
             (synthetic data, with ``item_topics``): adds ``on_interest@<diversity_k>``, the share of a
             user's top pins on one of their interests (a blend that falls between interests scores low).
+        pin_topics: (N, T) 0/1 every topic of each pin (primary and secondary) for ``on_interest``
+            (default: ``item_topics`` only).
         ks: cut-offs of ``recall@K`` / ``hr@K`` / ``ndcg@K``.
         tuning_metric: maximized on the validation slice.
         lam, max_actions: PinnerSage's decay per day (the job's) and cap, shared by every method that uses them.
@@ -675,7 +692,8 @@ class PinnerSageEvaluator:
                  ks: Sequence[int] = EVAL_KS, tuning_metric: str = TUNING_METRIC,
                  lam: float = DEFAULT_DECAY_PER_DAY, max_actions: int = DEFAULT_MAX_ACTIONS,
                  lams: Sequence[float] | None = None, diversity_k: int = DIVERSITY_K,
-                 user_interests: Mapping[str, sp.csr_matrix] | None = None, chunk_size: int | None = None) -> None:
+                 user_interests: Mapping[str, sp.csr_matrix] | None = None, pin_topics: sp.csr_matrix | None = None,
+                 chunk_size: int | None = None) -> None:
         self.pin_vectors = unit_rows(pin_vectors, "pin vectors")
         if len(self.pin_vectors) != data.num_items:
             raise ValueError(f"pin_vectors have {len(self.pin_vectors)} rows but the evaluation data has "
@@ -690,7 +708,10 @@ class PinnerSageEvaluator:
                     raise ValueError(f"user_interests need a ({data.num_users}, topics) matrix for slice {name!r}")
         self.data = data
         self.item_topics = item_topics
+        if pin_topics is not None and pin_topics.shape[0] != data.num_items:
+            raise ValueError(f"pin_topics has {pin_topics.shape[0]} rows but there are {data.num_items} pins")
         self.user_interests = user_interests
+        self.pin_topics = pin_topics
         self.ks = tuple(ks)
         self.tuning_metric = tuning_metric
         self.lam = lam
@@ -721,7 +742,7 @@ class PinnerSageEvaluator:
         if diversity and self.item_topics is not None:
             interests = None if self.user_interests is None else self.user_interests[slice_name]
             diverse = evaluate_diversity(scorer, s, self.item_topics, result.query_ids, k=self.diversity_k,
-                                         interests=interests, chunk_size=self.chunk_size)
+                                         interests=interests, pin_topics=self.pin_topics, chunk_size=self.chunk_size)
             result = dataclasses.replace(result, values={**result.values, **diverse})
         return result
 

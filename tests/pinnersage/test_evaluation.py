@@ -15,6 +15,7 @@ from embeddings.pinnersage.evaluation import (
     decayed_average_vectors,
     last_pin_vectors,
     on_interest_share,
+    one_topic_each,
     paired_comparison,
     pinnersage_vectors,
     results_table,
@@ -336,11 +337,15 @@ def test_top_topic_coverage_on_literal_targets():
 
 def test_on_interest_share_on_literal_lists():
     interests = sp.csr_matrix(np.array([[1, 1, 0, 0], [0, 0, 0, 1]]))  # user 0: topics 0, 1; user 1: topic 3
-    topics = np.array([0, 1, 2, 3, 3])
+    topics = one_topic_each(np.array([0, 1, 2, 3, 3]))
     lists = np.array([[0, 1, 2, 3], [4, 3, -1, -1], [-1, -1, -1, -1]])
     share = on_interest_share(lists, topics, np.array([0, 1, 0]), interests)
     np.testing.assert_allclose(share[:2], [0.5, 1.0])
     assert np.isnan(share[2])  # an empty list
+    # pin 2 with a secondary topic 1 is on user 0's interests; a topic past the users' width is nobody's
+    both = sp.csr_matrix(np.array([[1, 0, 0, 0, 0], [0, 1, 0, 0, 0], [0, 1, 1, 0, 0], [0, 0, 0, 1, 0],
+                                   [0, 0, 0, 0, 1]]))
+    np.testing.assert_allclose(on_interest_share(lists[:2], both, np.array([0, 1]), interests), [0.75, 0.5])
     with pytest.raises(ValueError, match="one row per user"):
         on_interest_share(lists, topics, np.array([0]), interests)
 
