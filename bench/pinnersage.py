@@ -127,11 +127,12 @@ def _verdict(bars: dict[str, bool]) -> str:
     return "yes, beyond noise" if beyond_noise else "on the means only, not beyond noise" if on_means else "no"
 
 
-def format_paired(paired: pd.DataFrame, coverage: dict[str, float] | None = None) -> str:
-    """A Markdown table of ``paired_comparison`` (recall x100), one row per group, one column per baseline;
-    with ``coverage``, the mean top-3 topic coverage of each group's targets."""
+def format_paired(paired: pd.DataFrame, coverage: dict[str, float] | None = None,
+                  group_label: str = "planted interests") -> str:
+    """A Markdown table of ``paired_comparison`` (recall x100), one row per group (headed ``group_label``),
+    one column per baseline; with ``coverage``, the mean top-3 topic coverage of each group's targets."""
     others = list(dict.fromkeys(paired["other"]))
-    head = ["planted interests", "test users", "3 medoids"] + [f"minus {o} [95% CI]" for o in others]
+    head = [group_label, "test users", "3 medoids"] + [f"minus {o} [95% CI]" for o in others]
     if coverage is not None:
         head.append("targets in their top 3 topics")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -309,7 +310,7 @@ def bench_hetrec(args: argparse.Namespace) -> dict:
                           mode="window", max_users=args.max_users, seed=args.seed)
     evaluator = PinnerSageEvaluator(data, vectors, lams=args.lams)
     _, out = evaluate_section(evaluator, args)
-    out["paired_markdown"] = format_paired(pd.DataFrame(out["paired_recall@50"]))
+    out["paired_markdown"] = format_paired(pd.DataFrame(out["paired_recall@50"]), group_label="users")
     print("\nTEST recall@50 x100 of the 3 medoids and paired differences:\n" + out["paired_markdown"])
     out["data"] = inputs.stats
     out["pinsage_training"] = training
@@ -457,8 +458,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     if "synthetic" in sections and args.world == "demo":
         name += "_demo_world"  # the 30-day world of `make demo`, recorded beside the 90-day one
     record(name=name, command=command, dataset="; ".join(datasets) or "random unit vectors (speed only)",
-           protocol=f"Positive engagements on embedded pins; synthetic: nightly TimeSplit at ds (window "
-                    f"{config['window_days']} days, valid 7, test 7); HetRec: per-user split. User future window: "
+           protocol="Positive engagements on embedded pins; "
+                    + (f"synthetic: nightly TimeSplit at ds (window {config['window_days']} days, valid "
+                       f"{args.holdout_days}, test {args.holdout_days}); " if "synthetic" in sections else "")
+                    + ("HetRec: per-user split; " if "hetrec" in sections else "")
+                    + "user future window: "
                     "every new pin of the slice is a target, the history masked, full ranking over all embedded "
                     f"pins; a seeded sample of {args.max_users} users per slice. Every method's alpha / k and "
                     "importance decay lam tuned on VALID recall@50, TEST scored once "

@@ -71,3 +71,9 @@ def test_the_paired_table_has_a_row_per_group_and_a_column_per_baseline():
                         "minus decayed_average [95% CI] | targets in their top 3 topics |")
     assert lines[2] == "| all | 10 | 12.00 | +3.00 [+2.00, +4.00] (vs 9.00) | -1.00 [-2.00, +0.00] (vs 13.00) | 0.900 |"
     assert lines[3].startswith("| 3 | 10 |") and len(lines) == 4
+
+
+def test_the_paired_table_of_public_data_is_headed_by_users_not_planted_interests():
+    paired = _paired({"last_pin": (0.03, 0.02)})
+    text = bench.format_paired(paired[paired["group"] == "all"], group_label="users")
+    assert text.splitlines()[0].startswith("| users | test users | 3 medoids |") and len(text.splitlines()) == 3
