@@ -133,10 +133,8 @@ def load_evaluation_inputs(lake: Lake, split: TimeSplit, *, max_users: int = 200
         per_pin = np.diff(lists.offsets.to_numpy())
         pin_rows = np.repeat(at, per_pin)[np.repeat(found, per_pin)]
         topic_cols = lists.values.to_numpy().astype(np.int64)[np.repeat(found, per_pin)]
-        pin_topics = sp.csr_matrix((np.ones(len(pin_rows)), (pin_rows, topic_cols)),
-                                   shape=(len(pin_ids), int(topic_cols.max(initial=item_topics.max())) + 1))
-        pin_topics.sum_duplicates()
-        pin_topics.data[:] = 1.0
+        num_topics = int(topic_cols.max(initial=item_topics.max())) + 1
+        pin_topics = _indicator(pin_rows, topic_cols, (len(pin_ids), num_topics))
     if planted and lake.exists(SYNTHETIC_USERS):
         table = lake.read(SYNTHETIC_USERS, columns=["user_id", "num_interests"])
         ids = table.column("user_id").to_numpy().astype(np.int64)
@@ -194,7 +192,12 @@ def _interest_matrix(lake: Lake, first: dt.date, last: dt.date, user_ids: np.nda
     rows, found = _lookup(user_ids, table.column("user_id").to_numpy().astype(np.int64))
     topics = table.column("topic").to_numpy().astype(np.int64)
     keep = found & (topics >= 0) & (topics < num_topics)
-    matrix = sp.csr_matrix((np.ones(int(keep.sum())), (rows[keep], topics[keep])), shape=(len(user_ids), num_topics))
+    return _indicator(rows[keep], topics[keep], (len(user_ids), num_topics))  # a topic of several days counts once
+
+
+def _indicator(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
+    """A 0/1 CSR matrix with a 1 at each (row, col) pair (repeated pairs count once)."""
+    matrix = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=shape)
     matrix.sum_duplicates()
-    matrix.data[:] = 1.0  # a topic on several days counts once
+    matrix.data[:] = 1.0
     return matrix
