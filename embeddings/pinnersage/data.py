@@ -26,7 +26,7 @@ from embeddings.data.schemas import (
     SYNTHETIC_USERS,
 )
 from embeddings.lake import Lake, Manifest
-from embeddings.pinnersage.evaluation import EvaluationData
+from embeddings.pinnersage.evaluation import EvaluationData, indicator_matrix
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ def load_evaluation_inputs(lake: Lake, split: TimeSplit, *, max_users: int = 200
         pin_rows = np.repeat(at, per_pin)[np.repeat(found, per_pin)]
         topic_cols = lists.values.to_numpy().astype(np.int64)[np.repeat(found, per_pin)]
         num_topics = int(topic_cols.max(initial=item_topics.max())) + 1
-        pin_topics = _indicator(pin_rows, topic_cols, (len(pin_ids), num_topics))
+        pin_topics = indicator_matrix(pin_rows, topic_cols, (len(pin_ids), num_topics))
     if planted and lake.exists(SYNTHETIC_USERS):
         table = lake.read(SYNTHETIC_USERS, columns=["user_id", "num_interests"])
         ids = table.column("user_id").to_numpy().astype(np.int64)
@@ -147,7 +147,7 @@ def load_evaluation_inputs(lake: Lake, split: TimeSplit, *, max_users: int = 200
     if item_topics is not None:  # synthetic_user_interests is read only where the lake is synthetic
         slice_days = {"valid": (split.valid_start, split.test_start - dt.timedelta(days=1)),
                       "test": (split.test_start, ds)}
-        user_interests = {name: _interest_matrix(lake, first, last, user_ids, int(item_topics.max()) + 1)
+        user_interests = {name: _interest_matrix(lake, first, last, user_ids, pin_topics.shape[1])
                           for name, (first, last) in slice_days.items()}
         if any(m is None for m in user_interests.values()):
             log.warning("synthetic_user_interests has no partition in the valid or the test days: no on_interest")
@@ -192,12 +192,5 @@ def _interest_matrix(lake: Lake, first: dt.date, last: dt.date, user_ids: np.nda
     rows, found = _lookup(user_ids, table.column("user_id").to_numpy().astype(np.int64))
     topics = table.column("topic").to_numpy().astype(np.int64)
     keep = found & (topics >= 0) & (topics < num_topics)
-    return _indicator(rows[keep], topics[keep], (len(user_ids), num_topics))  # a topic of several days counts once
+    return indicator_matrix(rows[keep], topics[keep], (len(user_ids), num_topics))  # several days count once
 
-
-def _indicator(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
-    """A 0/1 CSR matrix with a 1 at each (row, col) pair (repeated pairs count once)."""
-    matrix = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=shape)
-    matrix.sum_duplicates()
-    matrix.data[:] = 1.0
-    return matrix

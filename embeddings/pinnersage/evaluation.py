@@ -563,11 +563,19 @@ def topic_entropy(top_items: np.ndarray, item_topics: np.ndarray) -> np.ndarray:
     return out
 
 
+def indicator_matrix(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
+    """A 0/1 CSR matrix with a 1 at each (row, col) pair (repeated pairs count once)."""
+    matrix = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=shape)
+    matrix.sum_duplicates()
+    matrix.data[:] = 1.0
+    return matrix
+
+
 def one_topic_each(item_topics: np.ndarray) -> sp.csr_matrix:
     """(N, T) 0/1 from (N,) one topic per item (``on_interest_share``'s ``pin_topics`` without secondaries)."""
     item_topics = np.asarray(item_topics, dtype=np.int64)
-    return sp.csr_matrix((np.ones(len(item_topics)), (np.arange(len(item_topics)), item_topics)),
-                         shape=(len(item_topics), int(item_topics.max()) + 1 if len(item_topics) else 0))
+    return indicator_matrix(np.arange(len(item_topics)), item_topics,
+                            (len(item_topics), int(item_topics.max()) + 1 if len(item_topics) else 0))
 
 
 def on_interest_share(top_items: np.ndarray, pin_topics: sp.csr_matrix, users: np.ndarray,
@@ -593,13 +601,14 @@ def on_interest_share(top_items: np.ndarray, pin_topics: sp.csr_matrix, users: n
     width = max(pin_topics.shape[1], interests.shape[1])  # topics past either matrix's width are nobody's
     pin_topics, interests = (sp.csr_matrix((m.data, m.indices, m.indptr), shape=(m.shape[0], width))
                              for m in (pin_topics, interests))
-    out = np.full(len(top_items), np.nan)
-    for i, (u, row) in enumerate(zip(np.asarray(users, dtype=np.int64), top_items)):
-        row = row[row >= 0]
-        if len(row):
-            shared = pin_topics[row] @ interests[u].T  # (len(row), 1): topics the pin and the user share
-            out[i] = float((shared.toarray().ravel() > 0).mean())
-    return out
+    q, k = top_items.shape
+    filled = top_items >= 0
+    # one row per list position: does the pin share a topic with the list's user?
+    shared = pin_topics[top_items.clip(min=0).ravel()].multiply(
+        interests[np.repeat(np.asarray(users, dtype=np.int64), k)])
+    on = (np.asarray(shared.sum(axis=1)).ravel() > 0).reshape(q, k) & filled
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(filled.any(axis=1), on.sum(axis=1) / filled.sum(axis=1), np.nan)
 
 
 def evaluate_diversity(scorer: Callable[[np.ndarray], np.ndarray], data: EvalSlice, item_topics: np.ndarray,
