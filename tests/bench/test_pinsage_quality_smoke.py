@@ -8,8 +8,10 @@ import argparse
 import numpy as np
 import pytest
 
-from bench.pinsage_quality import bench_synthetic, cap_pairs, next_save_pairs, train_graph
+from bench.pinsage_quality import (Inputs, Variant, bench_synthetic, cap_pairs, next_save_pairs, train_and_embed,
+                                   train_graph)
 from embeddings.data.engagement import TEST, TRAIN, VALID
+from embeddings.pinsage.data import PinGraph, PositivePairs
 from embeddings.pinsage.training import TrainingOptions
 
 DAY_US = 86_400 * 10**6
@@ -56,6 +58,25 @@ def test_cap_pairs_is_a_seeded_ordered_sample() -> None:
     sample = cap_pairs(pairs, 4, seed=1)
     assert len(sample) == 4 and (np.diff(sample[:, 0]) > 0).all()
     assert np.array_equal(sample, cap_pairs(pairs, 4, seed=1))
+
+
+def test_a_neighbor_count_ablation_trains_on_the_top_t_neighbors_only(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    num_pins, t = 40, 6
+    neighbors = np.stack([np.roll(np.arange(num_pins), -k - 1) for k in range(t)], axis=1).astype(np.int32)
+    graph = PinGraph(np.arange(num_pins, dtype=np.int64) + 100, rng.normal(size=(num_pins, 8)).astype(np.float32),
+                     neighbors, np.linspace(1.0, 0.5, t, dtype=np.float32)[None].repeat(num_pins, 0),
+                     np.full((num_pins, 0), -1, np.int32))
+    pairs = PositivePairs(rng.integers(0, num_pins, (64, 2)), rng.integers(0, num_pins, (16, 2)))
+    inputs = Inputs(graph, train_graph(np.arange(num_pins), np.arange(num_pins) % 5, graph.pin_ids), pairs, {})
+    options = TrainingOptions(batch_size=32, num_shared_negatives=8, num_epochs=1, num_workers=0,
+                              num_valid_pairs=16)
+    vectors, summary = train_and_embed(inputs, Variant("pinsage importance, T=2", "importance", True, (0,),
+                                                       num_neighbors=2), 0, options, (8, 4), tmp_path)
+    assert summary["num_neighbors"] == 2 and vectors.shape == (num_pins, 4)
+    _, full = train_and_embed(inputs, Variant("pinsage importance", "importance", True, (0,)), 0, options, (8, 4),
+                              tmp_path)
+    assert full["num_neighbors"] == t
 
 
 @pytest.mark.slow
