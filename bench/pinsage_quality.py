@@ -379,7 +379,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="1 seed, 1 epoch, fewer pairs; records nothing")
     parser.add_argument("--hetrec-path", default=str(HETREC_PATH))
     parser.add_argument("--seeds", type=int, default=3, help="seeds of importance and mean pooling")
-    parser.add_argument("--epochs", type=int, default=10, help="epoch cap (early stopping may end sooner)")
+    parser.add_argument("--epochs", type=int, default=20, help="epoch cap (early stopping may end sooner)")
     parser.add_argument("--patience", type=int, default=3, help="epochs without a better validation hit-rate")
     parser.add_argument("--valid-pairs", type=int, default=20_000, help="validation pairs scored each epoch")
     parser.add_argument("--loss", default="sampled_softmax", choices=("sampled_softmax", "max_margin"),
