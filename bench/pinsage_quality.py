@@ -1,6 +1,6 @@
 """PinSage quality: HetRec Last.fm against its baselines and ablations, and planted topics on synthetic data.
 
-    .venv/bin/python bench/pinsage_quality.py           # the recorded run (<= 40 min on 2 cores)
+    .venv/bin/python bench/pinsage_quality.py           # the recorded run (about 90 min on 2 cores)
     .venv/bin/python bench/pinsage_quality.py --quick   # 1 seed, 1 epoch, small synthetic run; records nothing
 
 HetRec Last.fm (issue 4, "Quality on HetRec Last.fm"): the dataset is read with the library importer
