@@ -154,8 +154,7 @@ def train_and_embed(inputs: Inputs, variant: Variant, seed: int, options: Traini
     opts = dataclasses.replace(options, seed=seed, use_hard_negatives=variant.hard_negatives, loss=variant.loss)
     started = time.perf_counter()
     outcome = train(build_model(config), graph, inputs.pairs, opts, "cpu",
-                    checkpoint_path=workdir / f"{variant.name}-seed{seed}.pt".replace(" ", "_")
-                    .replace(",", "").replace("=", ""), resume=False)
+                    checkpoint_path=workdir / f"{variant.name}-seed{seed}.pt".replace(" ", "_"), resume=False)
     vectors = embed_all(outcome.model, graph.features, graph.neighbors, graph.weights)
     summary = {"seed": seed, "num_neighbors": config.num_neighbors, "best_epoch": outcome.best_epoch,
                "epochs_run": len(outcome.history),
