@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/pinsage_quality.py           # the recorded run (about 90 min on 2 cores)
     .venv/bin/python bench/pinsage_quality.py --quick   # 1 seed, 1 epoch, small synthetic run; records nothing
+    .venv/bin/python bench/pinsage_quality.py --seeds 1 --ablations max   # seed 0 and max pooling only
 
 HetRec Last.fm (issue 4, "Quality on HetRec Last.fm"): the dataset is read with the library importer
 (artist = pin, (user, tag) = board, one save per tag assignment), split with the per-user split
@@ -21,7 +22,9 @@ neighbors (``synthetic.knn_label_precision``), PinSage vs content features alone
 
 Prints the tables and, unless ``--quick``, writes bench/results/pinsage.json and appends to
 docs/BENCHMARKS.md (``bench.common.record``), with the speed figures of bench/results/pinsage_speed.json
-(measured by bench/pinsage_speed.py, copied, not re-run).
+(measured by bench/pinsage_speed.py, copied, not re-run). A run that leaves out one of the default
+ablations (``--ablations``) is recorded as ``pinsage_ablations_<names>`` instead, so it never replaces
+the full table.
 """
 
 from __future__ import annotations
@@ -86,6 +89,42 @@ class Variant:
     seeds: tuple[int, ...]
     loss: str = "sampled_softmax"
     num_neighbors: int | None = None  # T: the first T of each pin's PPR neighbors (None: all the graph has)
+
+
+# The paper's ablations (``--ablations``): mean and max pooling, T = 10 and 20 neighbors (``t``), and the
+# max-margin loss with and without the hard-negative curriculum (sampled softmax uses in-batch and shared
+# negatives only, so hard negatives are an ablation of max-margin). Max pooling is left out by default:
+# it trains 2-3x slower on CPU than the fused weighted sum (docs/PINSAGE.md).
+ABLATIONS = ("mean", "max", "t", "max-margin")
+DEFAULT_ABLATIONS = ("mean", "t", "max-margin")
+
+
+def ablation_list(text: str) -> tuple[str, ...]:
+    """``--ablations``: a comma-separated subset of ``ABLATIONS``, or ``none``; returned in table order."""
+    names = {n.strip() for n in text.split(",") if n.strip()} - {"none"}
+    unknown = sorted(names - set(ABLATIONS))
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown ablation(s) {unknown}; choose from {ABLATIONS} or 'none'")
+    return tuple(a for a in ABLATIONS if a in names)
+
+
+def ablation_variants(ablations: Sequence[str], seeds: tuple[int, ...], ablation_seeds: int, loss: str,
+                      num_neighbors: int) -> list[Variant]:
+    """The primary model (every seed), then the chosen ablations: mean pooling on ``ablation_seeds`` seeds
+    (the bar compares it), the others on one seed each, as the paper's table reports them."""
+    variants = [Variant("pinsage importance", "importance", True, seeds, loss)]
+    if "mean" in ablations:
+        variants.append(Variant("pinsage mean", "mean", True, seeds[:ablation_seeds], loss))
+    if "max" in ablations:
+        variants.append(Variant("pinsage max pooling", "max", True, seeds[:1], loss))
+    if "t" in ablations:
+        variants += [Variant(f"pinsage importance, T={t}", "importance", True, seeds[:1], loss, t)
+                     for t in (10, 20) if t < num_neighbors]
+    if "max-margin" in ablations:
+        variants += [Variant("pinsage importance, max-margin", "importance", True, seeds[:1], "max_margin"),
+                     Variant("pinsage importance, max-margin, no hard negatives", "importance", False, seeds[:1],
+                             "max_margin")]
+    return variants
 
 
 @dataclass(frozen=True)
@@ -316,7 +355,7 @@ def bench_synthetic(args: argparse.Namespace, options: TrainingOptions, workdir:
     syn_options = dataclasses.replace(options, num_epochs=args.synthetic_epochs)
     k, queries = 10, args.synthetic_queries
     # The primary loss, and the paper's max-margin loss beside it when the primary is another one.
-    losses = [args.loss] + (["max_margin"] if args.loss != "max_margin" and not args.no_ablations else [])
+    losses = [args.loss] + (["max_margin"] if args.loss != "max_margin" and "max-margin" in args.ablations else [])
     precision, summaries = {}, {}
     for loss in losses:
         variant = Variant("pinsage importance", "importance", True, (0,), loss)
@@ -385,10 +424,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="the primary model's loss (chosen on HetRec's validation slice, docs/PINSAGE.md)")
     parser.add_argument("--ablation-seeds", type=int, default=3,
                         help="seeds of the mean-pooling ablation (the bar compares it on these seeds)")
-    parser.add_argument("--max-pooling", action="store_true",
-                        help="add the max-pooling ablation (one seed; about 8x slower to train on CPU)")
-    parser.add_argument("--no-ablations", action="store_true",
-                        help="the primary model and the baselines only (no pooling / loss / hard-negative ablations)")
+    parser.add_argument("--ablations", type=ablation_list, default=DEFAULT_ABLATIONS,
+                        help=f"comma-separated subset of {ABLATIONS} or 'none' (default: "
+                             f"{','.join(DEFAULT_ABLATIONS)}; max pooling trains 2-3x slower on CPU)")
     parser.add_argument("--max-gap-days", type=float, default=31.0, help="pair gap in days (<= 0: no limit)")
     parser.add_argument("--max-train-pairs", type=int, default=0, help="seeded sample of training pairs (0: all)")
     parser.add_argument("--ppr-steps", type=int, default=5_000)
@@ -409,21 +447,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     started = time.perf_counter()
     command = " ".join([".venv/bin/python", "bench/pinsage_quality.py", *(argv if argv is not None else sys.argv[1:])])
     seeds = tuple(range(args.seeds))
-    # The primary model (3 seeds) and the paper's ablations: mean pooling (``--ablation-seeds``, for the
-    # bar), then one seed each as in the paper's table: T = 10 and 20 neighbors (T = 50 is the primary
-    # model), the max-margin loss with and without the hard-negative curriculum (sampled softmax uses
-    # in-batch and shared negatives only, so hard negatives are an ablation of max-margin), and max pooling
-    # on request (its scatter-max trains about 8x slower on CPU than the fused weighted sum).
-    variants = [Variant("pinsage importance", "importance", True, seeds, args.loss)]
-    if not args.no_ablations:
-        variants += [Variant("pinsage mean", "mean", True, seeds[:args.ablation_seeds], args.loss)]
-        if args.max_pooling:
-            variants += [Variant("pinsage max pooling", "max", True, seeds[:1], args.loss)]
-        variants += [Variant(f"pinsage importance, T={t}", "importance", True, seeds[:1], args.loss, t)
-                     for t in (10, 20) if t < args.num_neighbors]
-        variants += [Variant("pinsage importance, max-margin", "importance", True, seeds[:1], "max_margin"),
-                     Variant("pinsage importance, max-margin, no hard negatives", "importance", False, seeds[:1],
-                             "max_margin")]
+    variants = ablation_variants(args.ablations, seeds, args.ablation_seeds, args.loss, args.num_neighbors)
     # Early stopping watches every validation pair (HetRec: ~12.5k; 1,000 gave ~30 hits, too noisy to
     # stop on).
     options = TrainingOptions(num_epochs=args.epochs, patience=args.patience, num_workers=1, log_every_s=30.0,
@@ -461,7 +485,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "wall_seconds": round(wall_s, 1),
     }
     config = {"epochs_cap": args.epochs, "patience": options.patience, "primary_loss": args.loss,
-              "ablations": not args.no_ablations, "seeds": list(seeds),
+              "ablations": list(args.ablations), "seeds": list(seeds),
               "variants": [dataclasses.asdict(v) for v in variants], "training": options.to_dict(),
               "model": {"hidden_dim": args.hidden_dim, "embedding_dim": args.embedding_dim, "num_layers": 2,
                         "num_neighbors": args.num_neighbors},
@@ -481,7 +505,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         lines.append(f"speed (bench/pinsage_speed.py, {speed['date'][:10]}): training {t['examples_per_s']} "
                      f"examples/s, data wait {t['data_wait_share']:.1%}; inference "
                      f"{speed['metrics'].get('inference_1m', {}).get('pins_per_s_compute', 'n/a')} pins/s")
-    record(name="pinsage", command=command,
+    partial = not set(DEFAULT_ABLATIONS) <= set(args.ablations)
+    record(name="pinsage_ablations_" + ("_".join(args.ablations) or "none") if partial else "pinsage",
+           command=command,
            dataset=f"HetRec 2011 Last.fm 2k ({stats['users']} users, {stats['pins']} artists, {stats['saves']} "
                    f"saves) via embeddings.data.importers; synthetic {args.synthetic_scale} world (seed 0)",
            protocol="per-user split (last 20% of a user's saves test, 20% before valid); graph, neighborhoods, "

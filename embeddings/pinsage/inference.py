@@ -96,13 +96,9 @@ def embed_all(
         for a, b in _chunks(num_pins, chunk_size):
             dst_ptr, src_rows, edge_weight = neighborhood_edges(np.arange(a, b), neighbors, weights, pooling)
             src = torch.from_numpy(src_rows).to(device)
-            if pooling == "max":
-                dst = torch.from_numpy(np.repeat(np.arange(b - a), np.diff(dst_ptr))).to(device)
-                pooled = conv.pool(messages, torch.stack([src, dst]), None, num_dst=b - a)
-            else:
-                adj = csr_matrix(torch.from_numpy(dst_ptr).to(device), src,
-                                 torch.from_numpy(edge_weight).to(device), (b - a, num_pins))
-                pooled = conv.pool(messages, adj, None, num_dst=b - a)
+            adj = csr_matrix(torch.from_numpy(dst_ptr).to(device), src,
+                             torch.from_numpy(edge_weight).to(device), (b - a, num_pins))
+            pooled = conv.pool(messages, adj, None, num_dst=b - a)
             out[a:b] = conv.combine(h[a:b], pooled)
             progress.update(b)
         del messages
@@ -138,7 +134,6 @@ def embed_per_pin(
         targets, inverse = np.unique(rows[a:b], return_inverse=True)
         input_rows, blocks = build_blocks(targets, neighbors, weights, len(model.convs), model.config.pooling)
         x = torch.from_numpy(features[input_rows]).to(device)
-        with_adjacency = model.config.pooling != "max"
-        z = model(x, [blk.to_torch(device, with_adjacency=with_adjacency) for blk in blocks])
+        z = model(x, [blk.to_torch(device) for blk in blocks])
         out[a:b] = z.float().cpu().numpy()[inverse]
     return out

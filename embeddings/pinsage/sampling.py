@@ -92,8 +92,8 @@ def block_from_tensors(
 ) -> Block:
     """A ``model.Block`` on ``device`` from ``BlockArrays.to_tensors()``.
 
-    With ``with_adjacency`` (importance and mean pooling) the block also carries the sparse CSR matrix
-    of pooling weights and its transpose, for the fused forward and a fast gradient.
+    With ``with_adjacency`` (the default; every pooling uses it) the block also carries the sparse CSR
+    matrix of pooling weights and its transpose, for the fused forward and a fast gradient.
     """
     t = {name: value.to(device, non_blocking=True) for name, value in tensors.items()}
     num_src, num_dst = (int(v) for v in tensors["sizes"])

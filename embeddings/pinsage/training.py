@@ -241,8 +241,7 @@ def _identity(batch: Batch) -> Batch:
 
 def batch_loss(model: PinSage, batch: Batch, options: TrainingOptions, device: torch.device) -> Tensor:
     """The minibatch's loss (forward pass under bf16 autocast on CUDA; the loss itself in float32)."""
-    with_adjacency = model.config.pooling != "max"
-    blocks = [block_from_tensors(b, device, with_adjacency) for b in batch.blocks]
+    blocks = [block_from_tensors(b, device) for b in batch.blocks]
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
                 else contextlib.nullcontext())
     with autocast:

@@ -8,8 +8,8 @@ import argparse
 import numpy as np
 import pytest
 
-from bench.pinsage_quality import (Inputs, Variant, bench_synthetic, cap_pairs, next_save_pairs, train_and_embed,
-                                   train_graph)
+from bench.pinsage_quality import (DEFAULT_ABLATIONS, Inputs, Variant, ablation_list, ablation_variants,
+                                   bench_synthetic, cap_pairs, next_save_pairs, train_and_embed, train_graph)
 from embeddings.data.engagement import TEST, TRAIN, VALID
 from embeddings.pinsage.data import PinGraph, PositivePairs
 from embeddings.pinsage.training import TrainingOptions
@@ -83,7 +83,8 @@ def test_a_neighbor_count_ablation_trains_on_the_top_t_neighbors_only(tmp_path) 
 def test_synthetic_part_runs_on_the_tiny_world(tmp_path) -> None:
     args = argparse.Namespace(synthetic_scale="tiny", ppr_steps=500, num_neighbors=10, synthetic_gap_s=1800.0,
                               synthetic_train_pairs=2000, synthetic_epochs=1, synthetic_queries=200,
-                              hidden_dim=16, embedding_dim=16, loss="sampled_softmax", no_ablations=False)
+                              hidden_dim=16, embedding_dim=16, loss="sampled_softmax",
+                              ablations=DEFAULT_ABLATIONS)
     options = TrainingOptions(batch_size=256, num_shared_negatives=64, num_epochs=1, num_workers=0,
                               num_valid_pairs=100)
     result = bench_synthetic(args, options, tmp_path)
@@ -91,3 +92,21 @@ def test_synthetic_part_runs_on_the_tiny_world(tmp_path) -> None:
     assert 0.0 <= p["pinsage"] <= 1.0 and 0.0 < p["content features"] <= 1.0
     assert result["gain"] == pytest.approx(p["pinsage"] - p["content features"], abs=1e-3)
     assert result["pairs"]["train_used"] <= 2000 and result["training"]["epochs_run"] == 1
+
+
+def test_ablation_list_parses_in_table_order_and_rejects_unknown_names() -> None:
+    assert ablation_list("max-margin, max,mean") == ("mean", "max", "max-margin")
+    assert ablation_list("none") == ()
+    with pytest.raises(argparse.ArgumentTypeError, match="unknown ablation"):
+        ablation_list("mean,median")
+
+
+def test_ablation_variants_run_the_primary_seeds_and_one_seed_per_paper_row() -> None:
+    names = {v.name: v for v in ablation_variants(("mean", "max", "t", "max-margin"), (0, 1, 2), 3,
+                                                  "sampled_softmax", 50)}
+    assert names["pinsage importance"].seeds == (0, 1, 2) and names["pinsage mean"].seeds == (0, 1, 2)
+    assert names["pinsage max pooling"].pooling == "max" and names["pinsage max pooling"].seeds == (0,)
+    assert names["pinsage importance, T=10"].num_neighbors == 10
+    assert not names["pinsage importance, max-margin, no hard negatives"].hard_negatives
+    only_max = ablation_variants(("max",), (0,), 3, "sampled_softmax", 50)
+    assert [v.name for v in only_max] == ["pinsage importance", "pinsage max pooling"]

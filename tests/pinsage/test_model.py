@@ -100,13 +100,51 @@ def test_sparse_fused_path_equals_message_passing_path_with_gradients():
         assert torch.allclose(g_edges, g_sparse, atol=1e-6)
 
 
-def test_conv_rejects_missing_weights_and_sparse_max():
+def test_sparse_max_path_equals_pyg_scatter_max_with_gradients():
+    """The fused CSR max (``_CsrMax``) against PyG's ``aggr="max"`` on the (2, E) path: values, the isolated
+    target's zeros, and the gradients of the inputs and of every parameter, on varying degrees."""
+    torch.manual_seed(3)
+    num_src, num_dst = 40, 25
+    degree = torch.randint(0, 7, (num_dst,))
+    degree[[0, 7]] = 0  # isolated targets
+    dst = torch.repeat_interleave(torch.arange(num_dst), degree)
+    src = torch.randint(0, num_src, (len(dst),))
+    ptr = torch.zeros(num_dst + 1, dtype=torch.long)
+    ptr[1:] = torch.cumsum(degree, 0)
+    adj = csr_matrix(ptr, src, torch.ones(len(src)), (num_dst, num_src))
+    conv = _conv("max")
+    results = []
+    for edges in (torch.stack([src, dst]), adj):
+        x = torch.randn(num_src, 8, generator=torch.Generator().manual_seed(5)).requires_grad_()
+        conv.zero_grad()
+        out = conv((x, x[:num_dst]), edges)
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        results.append((out.detach(), x.grad, [q.grad.clone() for q in conv.parameters()]))
+    (out_pyg, gx_pyg, gp_pyg), (out_csr, gx_csr, gp_csr) = results
+    assert torch.allclose(out_pyg, out_csr, atol=1e-6)
+    assert torch.allclose(gx_pyg, gx_csr, atol=1e-6)
+    for a, b in zip(gp_pyg, gp_csr, strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
+    messages = conv.neighbor_messages(torch.randn(num_src, 8))
+    assert torch.equal(conv.pool(messages, adj, None, num_dst=num_dst)[[0, 7]], torch.zeros(2, 6))
+
+
+def test_sparse_max_of_negative_messages_is_not_clipped_at_zero():
+    """The padding is -inf, not 0: a row whose messages are all negative keeps its (negative) max."""
+    from embeddings.pinsage.model import _CsrMax
+
+    messages = torch.tensor([[-3.0, -1.0], [-2.0, -5.0], [4.0, 0.5]], requires_grad=True)
+    adj = csr_matrix(torch.tensor([0, 2, 2, 3]), torch.tensor([0, 1, 2]), torch.ones(3), (3, 3))
+    out = _CsrMax.apply(messages, adj)
+    assert torch.equal(out, torch.tensor([[-2.0, -1.0], [0.0, 0.0], [4.0, 0.5]]))
+    out.sum().backward()
+    assert torch.equal(messages.grad, torch.tensor([[0.0, 1.0], [1.0, 0.0], [1.0, 1.0]]))
+
+
+def test_conv_rejects_missing_weights():
     x = torch.randn(5, 8)
     with pytest.raises(ValueError, match="importance pooling needs edge weights"):
         _conv()((x, x[:3]), EDGE_INDEX)
-    adj = csr_matrix(torch.tensor([0, 2, 3, 3]), SRC, torch.ones(3), (3, 5))
-    with pytest.raises(ValueError, match="max pooling needs a \\(2, E\\) edge_index"):
-        _conv("max")((x, x[:3]), adj)
 
 
 def test_model_has_k_layers_and_head_and_outputs_unit_norm():
