@@ -1,6 +1,7 @@
 """PinSage quality: HetRec Last.fm against its baselines and ablations, and planted topics on synthetic data.
 
-    .venv/bin/python bench/pinsage_quality.py           # the recorded run (about 90 min on 2 cores)
+    .venv/bin/python bench/pinsage_quality.py           # the default ablations (about 90 min on 2 cores)
+    .venv/bin/python bench/pinsage_quality.py --ablations mean,max,t,max-margin   # the recorded run (105 min)
     .venv/bin/python bench/pinsage_quality.py --quick   # 1 seed, 1 epoch, small synthetic run; records nothing
     .venv/bin/python bench/pinsage_quality.py --seeds 1 --ablations max   # seed 0 and max pooling only
 
@@ -94,7 +95,7 @@ class Variant:
 # The paper's ablations (``--ablations``): mean and max pooling, T = 10 and 20 neighbors (``t``), and the
 # max-margin loss with and without the hard-negative curriculum (sampled softmax uses in-batch and shared
 # negatives only, so hard negatives are an ablation of max-margin). Max pooling is left out by default:
-# it trains 2-3x slower on CPU than the fused weighted sum (docs/PINSAGE.md).
+# even fused, it trains about 2x slower on CPU than the weighted sum (docs/PINSAGE.md).
 ABLATIONS = ("mean", "max", "t", "max-margin")
 DEFAULT_ABLATIONS = ("mean", "t", "max-margin")
 
@@ -355,7 +356,8 @@ def bench_synthetic(args: argparse.Namespace, options: TrainingOptions, workdir:
     syn_options = dataclasses.replace(options, num_epochs=args.synthetic_epochs)
     k, queries = 10, args.synthetic_queries
     # The primary loss, and the paper's max-margin loss beside it when the primary is another one.
-    losses = [args.loss] + (["max_margin"] if args.loss != "max_margin" and "max-margin" in args.ablations else [])
+    with_max_margin = args.loss != "max_margin" and "max-margin" in args.ablations
+    losses = [args.loss] + (["max_margin"] if with_max_margin else [])
     precision, summaries = {}, {}
     for loss in losses:
         variant = Variant("pinsage importance", "importance", True, (0,), loss)
@@ -426,7 +428,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="seeds of the mean-pooling ablation (the bar compares it on these seeds)")
     parser.add_argument("--ablations", type=ablation_list, default=DEFAULT_ABLATIONS,
                         help=f"comma-separated subset of {ABLATIONS} or 'none' (default: "
-                             f"{','.join(DEFAULT_ABLATIONS)}; max pooling trains 2-3x slower on CPU)")
+                             f"{','.join(DEFAULT_ABLATIONS)}; max pooling trains about 2x slower on CPU)")
     parser.add_argument("--max-gap-days", type=float, default=31.0, help="pair gap in days (<= 0: no limit)")
     parser.add_argument("--max-train-pairs", type=int, default=0, help="seeded sample of training pairs (0: all)")
     parser.add_argument("--ppr-steps", type=int, default=5_000)
