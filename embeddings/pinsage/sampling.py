@@ -82,27 +82,23 @@ class BlockArrays:
             "src_order": torch.from_numpy(self.src_order),
         }
 
-    def to_torch(self, device: torch.device | str = "cpu", with_adjacency: bool = True) -> Block:
+    def to_torch(self, device: torch.device | str = "cpu") -> Block:
         """The block as tensors on ``device`` (see ``block_from_tensors``)."""
-        return block_from_tensors(self.to_tensors(), device, with_adjacency)
+        return block_from_tensors(self.to_tensors(), device)
 
 
-def block_from_tensors(
-    tensors: dict[str, torch.Tensor], device: torch.device | str = "cpu", with_adjacency: bool = True
-) -> Block:
+def block_from_tensors(tensors: dict[str, torch.Tensor], device: torch.device | str = "cpu") -> Block:
     """A ``model.Block`` on ``device`` from ``BlockArrays.to_tensors()``.
 
-    With ``with_adjacency`` (the default; every pooling uses it) the block also carries the sparse CSR
-    matrix of pooling weights and its transpose, for the fused forward and a fast gradient.
+    Besides the edge list, the block carries the sparse CSR matrix of pooling weights and its transpose,
+    for the fused forward of every pooling and a fast gradient of the weighted sum.
     """
     t = {name: value.to(device, non_blocking=True) for name, value in tensors.items()}
     num_src, num_dst = (int(v) for v in tensors["sizes"])
     src, dst, weight = t["src_index"], t["dst_index"], t["edge_weight"]
-    adj = adj_transpose = None
-    if with_adjacency:
-        adj = csr_matrix(t["dst_ptr"], src, weight, (num_dst, num_src))
-        order = t["src_order"]
-        adj_transpose = csr_matrix(t["src_ptr"], dst[order], weight[order], (num_src, num_dst))
+    adj = csr_matrix(t["dst_ptr"], src, weight, (num_dst, num_src))
+    order = t["src_order"]
+    adj_transpose = csr_matrix(t["src_ptr"], dst[order], weight[order], (num_src, num_dst))
     return Block(num_src, num_dst, torch.stack([src, dst]), weight, adj, adj_transpose)
 
 

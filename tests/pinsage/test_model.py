@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from embeddings.pinsage.model import PinSageConfig, PinSageConv, build_model, csr_matrix
+from embeddings.pinsage.model import PinSageConfig, PinSageConv, _CsrMax, build_model, csr_matrix
 from embeddings.pinsage.sampling import pooling_weights
 from tests.pinsage.tiny_data import one_torch_thread  # noqa: F401 (a fixture)
 
@@ -131,8 +131,6 @@ def test_sparse_max_path_equals_pyg_scatter_max_with_gradients():
 
 def test_sparse_max_of_negative_messages_is_not_clipped_at_zero():
     """The padding is -inf, not 0: a row whose messages are all negative keeps its (negative) max."""
-    from embeddings.pinsage.model import _CsrMax
-
     messages = torch.tensor([[-3.0, -1.0], [-2.0, -5.0], [4.0, 0.5]], requires_grad=True)
     adj = csr_matrix(torch.tensor([0, 2, 2, 3]), torch.tensor([0, 1, 2]), torch.ones(3), (3, 3))
     out = _CsrMax.apply(messages, adj)
