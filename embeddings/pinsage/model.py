@@ -238,19 +238,15 @@ class Block:
     ``sampling.BlockArrays`` by ``sampling.BlockArrays.to_torch``.
 
     Attributes:
-        edge_index: (2, E) int64 [src; dst] local indices, grouped by dst.
-        edge_weight: (E,) float32 pooling weights.
-        adj: sparse CSR (num_dst, num_src) with the pooling weights (ones for max pooling), or None.
+        adj: sparse CSR (num_dst, num_src) with the pooling weights (ones for max pooling).
         adj_transpose: sparse CSR (num_src, num_dst), the transpose of ``adj`` (for the gradient of the
-            weighted sum), or None.
+            weighted sum).
     """
 
     num_src: int
     num_dst: int
-    edge_index: Tensor
-    edge_weight: Tensor
-    adj: Tensor | None = None
-    adj_transpose: Tensor | None = None
+    adj: Tensor
+    adj_transpose: Tensor
 
 
 class PinSage(nn.Module):
@@ -283,10 +279,7 @@ class PinSage(nn.Module):
             if h.size(0) != block.num_src:
                 raise ValueError(f"a block expects {block.num_src} source rows, got {h.size(0)}")
             h_dst = h[: block.num_dst]
-            if block.adj is not None:
-                h = conv((h, h_dst), block.adj, adj_transpose=block.adj_transpose)
-            else:
-                h = conv((h, h_dst), block.edge_index, block.edge_weight)
+            h = conv((h, h_dst), block.adj, adj_transpose=block.adj_transpose)
         return self.head(h)
 
     def head(self, h: Tensor) -> Tensor:

@@ -90,8 +90,8 @@ class BlockArrays:
 def block_from_tensors(tensors: dict[str, torch.Tensor], device: torch.device | str = "cpu") -> Block:
     """A ``model.Block`` on ``device`` from ``BlockArrays.to_tensors()``.
 
-    Besides the edge list, the block carries the sparse CSR matrix of pooling weights and its transpose,
-    for the fused forward of every pooling and a fast gradient of the weighted sum.
+    The block carries the sparse CSR matrix of pooling weights and its transpose, for the fused forward
+    of every pooling and a fast gradient of the weighted sum.
     """
     t = {name: value.to(device, non_blocking=True) for name, value in tensors.items()}
     num_src, num_dst = (int(v) for v in tensors["sizes"])
@@ -99,7 +99,7 @@ def block_from_tensors(tensors: dict[str, torch.Tensor], device: torch.device | 
     adj = csr_matrix(t["dst_ptr"], src, weight, (num_dst, num_src))
     order = t["src_order"]
     adj_transpose = csr_matrix(t["src_ptr"], dst[order], weight[order], (num_src, num_dst))
-    return Block(num_src, num_dst, torch.stack([src, dst]), weight, adj, adj_transpose)
+    return Block(num_src, num_dst, adj, adj_transpose)
 
 
 def neighborhood_edges(
