@@ -181,6 +181,24 @@ def baselines(data: Dataset) -> dict[str, dict]:
     return out
 
 
+def model_config(data: Dataset, args: argparse.Namespace) -> PinnerFormerConfig:
+    """The id-only model of the recipe (module docstring) for ``data``, from the bench's flags."""
+    d = args.dim[data.name]
+    return PinnerFormerConfig(num_items=data.num_items, item_dim=d, model_dim=d, embedding_dim=d,
+                              num_heads=args.heads, ff_dim=d, num_layers=args.layers, max_length=args.max_length,
+                              pin_hidden_dim=d, dropout=args.dropout[data.name], features=(), init=args.init,
+                              user_head=args.user_head, token_input=args.token_input, output=args.output)
+
+
+def training_options(data: Dataset, args: argparse.Namespace, seed: int) -> TrainingOptions:
+    """Next-item training with the full softmax, early-stopped on VALID HR@10, from the bench's flags."""
+    return TrainingOptions(objective="sasrec", negatives="full", batch_size=args.batch_size,
+                           learning_rate=args.lr, adam_betas=(0.9, args.adam_beta2),
+                           grad_clip_norm=args.grad_clip or math.inf, num_epochs=args.epochs[data.name],
+                           patience=args.patience[data.name], valid_mode="next", eval_k=10, seed=seed,
+                           log_every_s=60)
+
+
 def train_model(data: Dataset, args: argparse.Namespace, seed: int) -> dict:
     split = data.split
     train_seqs = user_sequences(split.train, None, args.max_length)
@@ -188,16 +206,7 @@ def train_model(data: Dataset, args: argparse.Namespace, seed: int) -> dict:
     test_seqs = user_sequences(split.test.history, split.test.targets, args.max_length)
     torch.manual_seed(seed)
     d = args.dim[data.name]
-    config = PinnerFormerConfig(num_items=data.num_items, item_dim=d, model_dim=d, embedding_dim=d,
-                                num_heads=args.heads, ff_dim=d, num_layers=args.layers, max_length=args.max_length,
-                                pin_hidden_dim=d, dropout=args.dropout[data.name], features=(), init=args.init,
-                                user_head=args.user_head, token_input=args.token_input,
-                                output=args.output)
-    options = TrainingOptions(objective="sasrec", negatives="full", batch_size=args.batch_size,
-                              learning_rate=args.lr, adam_betas=(0.9, args.adam_beta2),
-                              grad_clip_norm=args.grad_clip or math.inf, num_epochs=args.epochs[data.name],
-                              patience=args.patience[data.name],
-                              valid_mode="next", eval_k=10, seed=seed, log_every_s=60)
+    config, options = model_config(data, args), training_options(data, args, seed)
     out = train(build_model(config), train_seqs, options, valid=valid_seqs)
     pins = embed_all_pins(out.model)
 
@@ -382,7 +391,8 @@ def _per_dataset(items: Sequence[str], kind: type = int) -> dict[str, int | floa
     return {name: kind(n) for name, n in (item.split("=") for item in items)}
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The bench's flags, with the per-dataset ones (NAME=V) turned into dicts."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS)
     parser.add_argument("--datasets", nargs="+", default=["Beauty", "LastFM"], choices=["Beauty", "LastFM"])
@@ -423,6 +433,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     args.epochs, args.patience, args.dim = (_per_dataset(v) for v in (args.epochs, args.patience, args.dim))
     args.dropout = _per_dataset(args.dropout, float)
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(args.threads)
     records, summary = {}, []
