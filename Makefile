@@ -42,8 +42,9 @@ $(VENV)/.bench-installed: $(STAMP)
 	$(VENV)/bin/python -m pip install -q -e '.[dev,prod,bench]' -c constraints.txt
 	@touch $@
 
-# Every bench/*.py but the shared helpers (pinnerformer_public.py is pinnerformer_quality.py's public section).
-BENCHES = $(filter-out bench/__init__.py bench/common.py bench/pinnerformer_public.py,$(wildcard bench/*.py))
+# Every bench/*.py but the shared helpers (pinnerformer_public.py is pinnerformer_quality.py's public section;
+# bench/device_check.sh is the GPU session's run of the speed benches: docs/BENCHMARKS.md, "GPU runs").
+BENCHES = $(filter-out bench/__init__.py bench/common.py bench/devices.py bench/pinnerformer_public.py,$(wildcard bench/*.py))
 
 bench: venv $(VENV)/.bench-installed
 	$(ENV) for b in $(BENCHES); do echo "== $$b"; $(VENV)/bin/python $$b; done

@@ -30,8 +30,12 @@ def machine() -> str:
 
 
 def record(name: str, command: str, dataset: str, protocol: str, config: dict, metrics: dict,
-           summary: list[str]) -> dict:
-    """Write bench/results/<name>.json and append a dated entry to docs/BENCHMARKS.md; returns the record."""
+           summary: list[str], results_dir: Path | None = None, markdown: Path | None = None) -> dict:
+    """Write bench/results/<name>.json and append a dated entry to docs/BENCHMARKS.md; returns the record.
+
+    ``results_dir`` and ``markdown`` put them elsewhere (a GPU machine's run writes both into its output folder,
+    to be copied back: bench/device_check.sh).
+    """
     entry = {
         "name": name,
         "commit": code_version(),
@@ -43,7 +47,7 @@ def record(name: str, command: str, dataset: str, protocol: str, config: dict, m
         "config": config,
         "metrics": metrics,
     }
-    out = REPO / "bench" / "results" / f"{name}.json"
+    out = Path(results_dir or REPO / "bench" / "results") / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(entry, indent=2, default=float) + "\n")
     lines = [
@@ -55,7 +59,7 @@ def record(name: str, command: str, dataset: str, protocol: str, config: dict, m
         *[f"- {s}" for s in summary],
         f"- full figures: `bench/results/{name}.json`\n",
     ]
-    with open(REPO / "docs" / "BENCHMARKS.md", "a") as f:
+    with open(markdown or REPO / "docs" / "BENCHMARKS.md", "a") as f:
         f.write("\n".join(lines))
     print("\n".join(lines))
     return entry
