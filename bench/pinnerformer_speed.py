@@ -5,13 +5,14 @@
 
 Inputs are random (speed does not depend on what the weights learned): ``--pins`` unit-norm 256-d vectors
 stand in for PinSage, ``--users`` timelines of 20-400 actions spread over 56 days (actions, surfaces and
-durations drawn like the synthetic world's), split 14 days before the end, so every objective has labels.
+durations roughly as in the synthetic world), split 14 days before the end, so every objective has labels.
 Two shapes: ``nightly`` (the nightly job's d=64, 2 layers, M=64) and ``paper`` (``PinnerFormerConfig``'s
 defaults: d=256, 2 layers, 4 heads, M=256). For each: ``train`` with the dense all-action objective and
 mixed negatives for ``--steps`` steps after ``--warmup-steps`` untimed ones (users/s and queries/s: one
 query is one sampled position with its target), then ``embed_users`` over every user (serve mode, the
-latest M actions) and ``embed_all_pins``. On CUDA the forward passes run under bf16 autocast (the library's
-rule) and ``nvidia-smi`` is sampled while each phase runs (``bench/devices.py``).
+latest M actions; on CUDA after one untimed pass) and ``embed_all_pins``. On CUDA the forward passes run
+under bf16 autocast (the library's rule) and ``nvidia-smi`` is sampled while each phase runs
+(``bench/devices.py``).
 
 Writes ``bench/results/pinnerformer_speed.json`` (``pinnerformer_speed_cuda.json`` on a GPU, so neither
 replaces the other) and appends an entry to docs/BENCHMARKS.md, unless ``--no-record``. Needs numpy,
@@ -93,7 +94,8 @@ def bench_shape(shape: str, events: dict, pin_table: torch.Tensor, device: torch
     with GpuMonitor(device) as gpu_train:
         out = train(fresh_model(shape, pin_table), train_seqs, replace(options, max_steps=args.steps), device=device)
     model = out.model.eval()
-    embed_users(model, serve_seqs, device=device)  # warm the inference path once (untimed)
+    if device.type == "cuda":  # warm the inference path once (untimed)
+        embed_users(model, serve_seqs, device=device)
     with GpuMonitor(device) as gpu_users:
         users = embed_users(model, serve_seqs, device=device)
     with GpuMonitor(device) as gpu_pins:
@@ -162,7 +164,7 @@ def main(argv: list[str] | None = None) -> dict:
         record(name, command, f"random: {args.users:,} users x 20-400 actions over 56 days, {args.pins:,} pins "
                f"({PIN_DIM}-d unit vectors)",
                "train(): dense all-action, mixed negatives, timed over --steps after --warmup-steps; embed_users "
-               "over every user (serve mode) and embed_all_pins, each after one untimed pass for users",
+               "over every user (serve mode; on CUDA after one untimed pass) and embed_all_pins",
                {"device": device_name, "threads": args.threads, "batch_size": args.batch_size, "steps": args.steps,
                 "shapes": {s: SHAPES[s] for s in args.shapes}}, metrics, lines, args.results_dir, args.markdown)
     return metrics
