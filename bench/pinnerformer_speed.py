@@ -65,6 +65,7 @@ def random_events(num_users: int, num_pins: int, seed: int) -> dict[str, np.ndar
     surfaces = rng.integers(1, 4, n).astype(np.int64)
     duration = np.where(actions == ACTION_VALUES.index("save"), np.nan, rng.lognormal(np.log(10.0), 1.0, n))
     ts = END_TS - rng.integers(0, HISTORY_DAYS * DAY_S, n)
+    ts = ts[np.lexsort((ts, users))]  # each user's actions in time order, as build_sequences writes them
     return {"users": users, "pins": pins, "actions": actions, "surfaces": surfaces, "duration_s": duration, "ts": ts}
 
 

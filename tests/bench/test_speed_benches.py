@@ -48,6 +48,7 @@ def test_random_timelines_give_every_user_inputs_and_future_labels() -> None:
     serve_seqs = sequences(events, 500, SHAPES["nightly"]["max_length"], serve=True)
     assert serve_seqs.num_users == 50
     assert train_seqs.num_users == 50  # 20+ actions over 56 days: every user has input before the cutoff
+    assert train_seqs.counts.num_out_of_order == 0  # timelines come in time order, like build_sequences writes
 
 
 @pytest.mark.slow
