@@ -1,6 +1,6 @@
 """Which device a speed benchmark ran on, and how busy a CUDA GPU was while it ran.
 
-    device = bench_device("auto")                     # CUDA when present, else CPU; "cuda" without one fails
+    device = resolve_device("auto")                   # embeddings.pinsage.training's: "cuda" without one fails
     with GpuMonitor(device) as gpu:
         ...                                           # the timed work
     gpu.summary()  # {"utilization_mean_pct": ..., "utilization_max_pct": ..., "memory_used_max_mib": ..., ...}
@@ -19,14 +19,7 @@ import time
 
 import torch
 
-from embeddings.pinsage.training import resolve_device
-
 QUERY = "utilization.gpu,memory.used"
-
-
-def bench_device(name: str) -> torch.device:
-    """``auto``, ``cpu`` or ``cuda`` -> a torch device; ``cuda`` on a machine without one is an error."""
-    return resolve_device(name)
 
 
 def describe_device(device: torch.device) -> str:

@@ -35,11 +35,12 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from bench.common import record  # noqa: E402
-from bench.devices import GpuMonitor, bench_device, describe_device  # noqa: E402
+from bench.devices import GpuMonitor, describe_device  # noqa: E402
 from embeddings.data.schemas import ACTION_VALUES  # noqa: E402
 from embeddings.pinnerformer.data import DAY_S, SequenceOptions, UserSequences, build_user_sequences  # noqa: E402
 from embeddings.pinnerformer.model import PinnerFormerConfig, build_model  # noqa: E402
 from embeddings.pinnerformer.training import TrainingOptions, embed_all_pins, embed_users, train  # noqa: E402
+from embeddings.pinsage.training import resolve_device  # noqa: E402
 
 log = logging.getLogger("bench.pinnerformer_speed")
 PIN_DIM = 256
@@ -148,7 +149,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
-    device = bench_device(args.device)
+    device = resolve_device(args.device)
     device_name = describe_device(device)
     started = time.perf_counter()
     events = random_events(args.users, args.pins, seed=0)

@@ -34,14 +34,14 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from bench.devices import GpuMonitor, bench_device, describe_device  # noqa: E402
+from bench.devices import GpuMonitor, describe_device  # noqa: E402
 from embeddings.data.schemas import PIN_FEATURES, PPR_NEIGHBORS  # noqa: E402
 from embeddings.lake import Lake, code_version  # noqa: E402
 from embeddings.pinsage.data import PinGraph, PositivePairs  # noqa: E402
 from embeddings.pinsage.inference import embed_all, embed_per_pin  # noqa: E402
 from embeddings.pinsage.model import PinSageConfig, build_model  # noqa: E402
 from embeddings.pinsage.model_dir import save_model_dir  # noqa: E402
-from embeddings.pinsage.training import TrainingOptions, train  # noqa: E402
+from embeddings.pinsage.training import TrainingOptions, resolve_device, train  # noqa: E402
 from jobs.infer_pinsage import InferPinSageConfig  # noqa: E402
 from jobs.infer_pinsage import run as infer_run  # noqa: E402
 
@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--markdown", type=Path, default=BENCHMARKS_MD,
                         help="append the entry here instead of docs/BENCHMARKS.md")
     args = parser.parse_args(argv)
-    device = bench_device(args.device)
+    device = resolve_device(args.device)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     command = " ".join([".venv/bin/python", "bench/pinsage_speed.py", *(argv if argv is not None else sys.argv[1:])])
     machine = _machine() | {"device": describe_device(device)}

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.devices import GpuMonitor, bench_device, describe_device, parse_gpu_samples, summarize_gpu_samples
+from bench.devices import GpuMonitor, describe_device, parse_gpu_samples, summarize_gpu_samples
 from bench.pinnerformer_speed import SHAPES, random_events, sequences
+from embeddings.pinsage.training import resolve_device
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -26,7 +27,7 @@ def test_parse_gpu_samples_reads_the_csv_and_skips_what_is_not_two_numbers() -> 
 
 
 def test_cpu_device_is_named_and_monitored_without_inventing_a_utilization() -> None:
-    device = bench_device("cpu")
+    device = resolve_device("cpu")
     assert describe_device(device).startswith("cpu: ")
     with GpuMonitor(device) as gpu:
         sum(range(1000))
@@ -37,7 +38,7 @@ def test_cpu_device_is_named_and_monitored_without_inventing_a_utilization() -> 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
 def test_asking_for_cuda_without_one_fails_clearly() -> None:
     with pytest.raises(ValueError, match="CUDA is not available"):
-        bench_device("cuda")
+        resolve_device("cuda")
 
 
 def test_random_timelines_give_every_user_inputs_and_future_labels() -> None:
