@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU figures of the PinSage and PinnerFormer issues in one prepared run, sized for one device call
-# (about 6 minutes of an H200, machine start not counted). From a session that has a GPU machine, in the repo root:
+# (estimated at about 6 minutes of an H200, machine start not counted; never run on one yet). From a session
+# that has a GPU machine, in the repo root:
 #
 #   run(command="EMB_CODE_VERSION=<commit> bash bench/device_check.sh", timeout_s=540)
 #

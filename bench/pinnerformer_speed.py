@@ -16,12 +16,13 @@ under bf16 autocast (the library's rule) and ``nvidia-smi`` is sampled while eac
 
 Writes ``bench/results/pinnerformer_speed.json`` (``pinnerformer_speed_cuda.json`` on a GPU, so neither
 replaces the other) and appends an entry to docs/BENCHMARKS.md, unless ``--no-record``. Needs numpy,
-pyarrow, scipy and torch only, so it runs under a GPU machine's own Python.
+pyarrow, scipy and torch only (no MLflow or Spark), so it runs under a GPU machine's own Python.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import logging
 import sys
 import time
@@ -41,15 +42,16 @@ from embeddings.pinnerformer.data import DAY_S, SequenceOptions, UserSequences, 
 from embeddings.pinnerformer.model import PinnerFormerConfig, build_model  # noqa: E402
 from embeddings.pinnerformer.training import TrainingOptions, embed_all_pins, embed_users, train  # noqa: E402
 from embeddings.pinsage.training import resolve_device  # noqa: E402
+from jobs.train_pinnerformer import TrainPinnerFormerConfig  # noqa: E402
 
 log = logging.getLogger("bench.pinnerformer_speed")
 PIN_DIM = 256
+# The nightly job's model (its config's defaults) and the library's defaults (the paper's sizes).
 SHAPES = {
-    "nightly": dict(model_dim=64, embedding_dim=64, num_layers=2, num_heads=2, ff_dim=256, max_length=64,
-                    pin_hidden_dim=64),
-    "paper": dict(model_dim=256, embedding_dim=256, num_layers=2, num_heads=4, ff_dim=1024, max_length=256,
-                  pin_hidden_dim=256),
+    "nightly": TrainPinnerFormerConfig(lake_uri="", ds=dt.date(2026, 1, 1), model_dir="").model_config(PIN_DIM),
+    "paper": PinnerFormerConfig(pin_dim=PIN_DIM),
 }
+SHAPE_FIELDS = ("model_dim", "embedding_dim", "num_layers", "num_heads", "ff_dim", "max_length", "pin_hidden_dim")
 END_TS = 1_790_000_000  # 2026-09-21; any fixed second will do
 HISTORY_DAYS, FUTURE_DAYS = 56, 14
 
@@ -77,15 +79,19 @@ def sequences(events: dict[str, np.ndarray], num_pins: int, max_length: int, *, 
                                 cutoff_ts=cutoff, options=SequenceOptions(max_length=max_length, window_days=28))
 
 
+def shape_summary(shape: str) -> dict:
+    return {name: getattr(SHAPES[shape], name) for name in SHAPE_FIELDS}
+
+
 def fresh_model(shape: str, pin_table: torch.Tensor):
-    model = build_model(PinnerFormerConfig(pin_dim=PIN_DIM, **SHAPES[shape]))
+    model = build_model(SHAPES[shape])
     model.attach_pin_table(pin_table)
     return model
 
 
 def bench_shape(shape: str, events: dict, pin_table: torch.Tensor, device: torch.device, args) -> dict:
     num_pins = pin_table.shape[0]
-    m = SHAPES[shape]["max_length"]
+    m = SHAPES[shape].max_length
     train_seqs = sequences(events, num_pins, m, serve=False)
     serve_seqs = sequences(events, num_pins, m, serve=True)
     options = TrainingOptions(objective="dense_all_action", negatives="mixed", batch_size=args.batch_size,
@@ -103,7 +109,7 @@ def bench_shape(shape: str, events: dict, pin_table: torch.Tensor, device: torch
     with GpuMonitor(device) as gpu_pins:
         pins = embed_all_pins(model, device=device)
     result = {
-        "config": SHAPES[shape],
+        "config": shape_summary(shape),
         "training": {"steps": out.steps, "batch_size": args.batch_size, "users": out.users, "queries": out.queries,
                      "seconds": round(out.train_seconds, 2), "users_per_s": round(out.users_per_s, 1),
                      "queries_per_s": round(out.queries_per_s, 1), "gpu": gpu_train.summary()},
@@ -168,7 +174,7 @@ def main(argv: list[str] | None = None) -> dict:
                "train(): dense all-action, mixed negatives, timed over --steps after --warmup-steps; embed_users "
                "over every user (serve mode; on CUDA after one untimed pass) and embed_all_pins",
                {"device": device_name, "threads": args.threads, "batch_size": args.batch_size, "steps": args.steps,
-                "shapes": {s: SHAPES[s] for s in args.shapes}}, metrics, lines, args.results_dir, args.markdown)
+                "shapes": {s: shape_summary(s) for s in args.shapes}}, metrics, lines, args.results_dir, args.markdown)
     return metrics
 
 

@@ -45,8 +45,8 @@ def test_random_timelines_give_every_user_inputs_and_future_labels() -> None:
     events = random_events(50, 500, seed=0)
     assert 50 * 20 <= len(events["users"]) <= 50 * 400
     assert events["pins"].min() >= 0 and events["pins"].max() < 500
-    train_seqs = sequences(events, 500, SHAPES["nightly"]["max_length"], serve=False)
-    serve_seqs = sequences(events, 500, SHAPES["nightly"]["max_length"], serve=True)
+    train_seqs = sequences(events, 500, SHAPES["nightly"].max_length, serve=False)
+    serve_seqs = sequences(events, 500, SHAPES["nightly"].max_length, serve=True)
     assert serve_seqs.num_users == 50
     assert train_seqs.num_users == 50  # 20+ actions over 56 days: every user has input before the cutoff
     assert train_seqs.counts.num_out_of_order == 0  # timelines come in time order, like build_sequences writes
