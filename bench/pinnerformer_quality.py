@@ -66,6 +66,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import scipy.sparse as sp
 import torch
 
@@ -90,7 +91,14 @@ from embeddings.eval.protocols import (  # noqa: E402
 )
 from embeddings.eval.scorers import EmbeddingScorer, ItemScoresScorer, SparseScorer  # noqa: E402
 from embeddings.pinnerformer.data import SequenceOptions, UserSequences, build_user_sequences  # noqa: E402
-from embeddings.pinnerformer.model import INITS, OUTPUTS, TOKEN_INPUTS, PinnerFormerConfig, build_model  # noqa: E402
+from embeddings.pinnerformer.model import (  # noqa: E402
+    INITS,
+    OUTPUTS,
+    TOKEN_INPUTS,
+    PinnerFormer,
+    PinnerFormerConfig,
+    build_model,
+)
 from embeddings.pinnerformer.training import TrainingOptions, embed_all_pins, embed_users, train  # noqa: E402
 
 log = logging.getLogger("bench.pinnerformer_quality")
@@ -117,14 +125,30 @@ class Dataset:
     num_items: int
     num_actions: int
     split: LeaveOneOut
+    attributes: np.ndarray  # (num_items, A) int64 attribute rows per item row, -1 padding
+    num_attributes: int
 
 
 def load(name: str) -> Dataset:
-    events = read_s3rec(DATA, name).events
+    imported = read_s3rec(DATA, name)
+    events = imported.events
     items, item_rows = np.unique(events.column("pin_id").to_numpy(), return_inverse=True)
     users, user_rows = np.unique(events.column("user_id").to_numpy(), return_inverse=True)
     seqs = Sequences.from_events(user_rows, item_rows, events.column("ts").to_numpy(), len(users), len(items))
-    return Dataset(name, len(users), len(items), len(seqs.items), leave_one_out(seqs))
+    attributes, num_attributes = item_attributes(imported.pins, items)
+    return Dataset(name, len(users), len(items), len(seqs.items), leave_one_out(seqs), attributes, num_attributes)
+
+
+def item_attributes(pins: pa.Table, items: np.ndarray) -> tuple[np.ndarray, int]:
+    """The items' attributes from the importer's pin text (``attr_12 attr_40``), as a (len(items), A) table of
+    attribute rows ``0..num_attributes-1`` (attribute ids in ascending order), -1 padding; and num_attributes."""
+    text = dict(zip(pins.column("pin_id").to_pylist(), pins.column("text").to_pylist()))
+    per_item = [[int(token.removeprefix("attr_")) for token in (text.get(int(item)) or "").split()] for item in items]
+    ids = np.unique(np.fromiter((a for attrs in per_item for a in attrs), dtype=np.int64))
+    table = np.full((len(items), max(1, max(map(len, per_item), default=0))), -1, dtype=np.int64)
+    for row, attrs in enumerate(per_item):
+        table[row, :len(attrs)] = np.searchsorted(ids, attrs)
+    return table, len(ids)
 
 
 def user_sequences(history: Sequences, targets: sp.csr_matrix | None, max_length: int) -> UserSequences:
@@ -184,10 +208,21 @@ def baselines(data: Dataset) -> dict[str, dict]:
 def model_config(data: Dataset, args: argparse.Namespace) -> PinnerFormerConfig:
     """The id-only model of the recipe (module docstring) for ``data``, from the bench's flags."""
     d = args.dim[data.name]
+    attributes = data.name in args.item_attributes
     return PinnerFormerConfig(num_items=data.num_items, item_dim=d, model_dim=d, embedding_dim=d,
+                              num_attributes=data.num_attributes if attributes else 0,
+                              max_item_attributes=data.attributes.shape[1] if attributes else 0,
                               num_heads=args.heads, ff_dim=d, num_layers=args.layers, max_length=args.max_length,
                               pin_hidden_dim=d, dropout=args.dropout[data.name], features=(), init=args.init,
                               user_head=args.user_head, token_input=args.token_input, output=args.output)
+
+
+def build(data: Dataset, args: argparse.Namespace) -> PinnerFormer:
+    """A fresh model of ``model_config`` with the items' attributes when the flags ask for them."""
+    model = build_model(model_config(data, args))
+    if model.config.num_attributes:
+        model.set_item_attributes(torch.from_numpy(data.attributes))
+    return model
 
 
 def training_options(data: Dataset, args: argparse.Namespace, seed: int) -> TrainingOptions:
@@ -206,7 +241,7 @@ def train_model(data: Dataset, args: argparse.Namespace, seed: int) -> dict:
     test_seqs = user_sequences(split.test.history, split.test.targets, args.max_length)
     torch.manual_seed(seed)
     config = model_config(data, args)
-    out = train(build_model(config), train_seqs, training_options(data, args, seed), valid=valid_seqs)
+    out = train(build(data, args), train_seqs, training_options(data, args, seed), valid=valid_seqs)
     pins = embed_all_pins(out.model)
 
     def score(seqs: UserSequences, targets: UserTargets, name: str) -> RankingMetrics:
@@ -416,6 +451,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-length", type=int, default=50)
     parser.add_argument("--dropout", nargs="+", default=["Beauty=0.5", "LastFM=0.3"],
                         help="dropout per dataset, NAME=P")
+    parser.add_argument("--item-attributes", nargs="*", default=[], choices=["Beauty", "LastFM"],
+                        help="datasets whose items add their S3-Rec attributes' learned embeddings to the item-id "
+                             "vector (PinnerFormerConfig.num_attributes)")
     parser.add_argument("--init", choices=INITS, default="xavier", help="PinnerFormerConfig.init")
     parser.add_argument("--user-head", action=argparse.BooleanOptionalAction, default=False,
                         help="the MLP user head (PinnerFormerConfig.user_head); off: the transformer's output")

@@ -19,8 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bench.pinnerformer_quality import load, model_config, parse_args, training_options, user_sequences  # noqa: E402
-from embeddings.pinnerformer.model import build_model  # noqa: E402
+from bench.pinnerformer_quality import build, load, parse_args, training_options, user_sequences  # noqa: E402
 from embeddings.pinnerformer.training import train  # noqa: E402
 
 
@@ -35,11 +34,11 @@ def main(argv: list[str]) -> dict:
     valid_seqs = user_sequences(data.split.valid.history, data.split.valid.targets, args.max_length)
     started = time.perf_counter()
     torch.manual_seed(seed)
-    out = train(build_model(model_config(data, args)), train_seqs, training_options(data, args, seed),
+    out = train(build(data, args), train_seqs, training_options(data, args, seed),
                 valid=valid_seqs)
     curve = [round(h["valid_hr@10"], 4) for h in out.history]
     result = {"dataset": name, "seed": seed, "dim": args.dim[name], "dropout": args.dropout[name],
-              "heads": args.heads, "layers": args.layers, "lr": args.lr, "best_epoch": out.best_epoch,
+              "item_attributes": name in args.item_attributes, "heads": args.heads, "layers": args.layers, "lr": args.lr, "best_epoch": out.best_epoch,
               "best_valid_hr@10": max(curve), "valid_hr@10": curve, "seconds": round(time.perf_counter() - started)}
     print(json.dumps(result))
     return result

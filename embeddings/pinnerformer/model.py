@@ -10,7 +10,9 @@ User tower, per token of a user's time-ordered actions (oldest first, right-padd
 
 and the user embedding is ``u`` at the latest position. ``pin_i`` is the pin's PinSage embedding (a
 learned unknown-pin vector where the PinSage table has none) or, for id-only data such as the S3-Rec
-files, a learned item-id embedding: a departure from the paper used only where no PinSage exists.
+files, a learned item-id embedding: a departure from the paper used only where no PinSage exists. Id-only
+items may also carry content, the way PinSage's inputs do: with ``num_attributes`` > 0 an item's vector is
+its id embedding plus the mean of its attributes' learned embeddings (S3-Rec's item attributes).
 
 Time features (Sec. 3.2): for each of three times, the absolute timestamp, the time since the latest
 action of the sequence, and the gap since the previous action, and each fixed period ``P`` of
@@ -60,6 +62,11 @@ class PinnerFormerConfig:
         num_items: > 0 selects id-only mode: a learned item-id embedding of ``item_dim`` for rows
             ``0..num_items-1`` stands in for PinSage (S3-Rec files); 0 = PinSage mode.
         item_dim: size of the learned item-id embedding (id-only mode).
+        num_attributes: > 0 (id-only mode): items carry attribute ids ``0..num_attributes-1``, and an item's
+            vector is its id embedding plus the mean of its attributes' learned ``item_dim`` embeddings
+            (zero for an item without any). ``PinnerFormer.set_item_attributes`` gives the item -> attributes
+            table, which the ``state_dict`` stores; 0 = the id embedding alone.
+        max_item_attributes: the most attributes one item has (the width of that table).
         model_dim: transformer width.
         embedding_dim: size of the user and pin embeddings (the paper: 256).
         num_layers, num_heads: transformer depth and heads.
@@ -84,15 +91,17 @@ class PinnerFormerConfig:
             start about 10x smaller than the learned positions; scaled ones start at about their size.
         output: ``normalized`` (the paper's: unit-norm user and pin-tower embeddings, logits are cosines over
             the learned temperature) or ``tied_dot`` (SASRec's output: the user embedding is the head's
-            output unnormalized, a pin's embedding is its row of the item-id table, the same vectors the
-            input uses, there is no pin tower and no temperature, and logits are plain dot products; needs
-            id-only mode with ``item_dim == embedding_dim``). ``PinnerFormer.similarity`` says how the
+            output unnormalized, a pin's embedding is its item vector (its row of the item-id table, plus
+            its attributes' mean with ``num_attributes``), the same vectors the input uses, there is no pin
+            tower and no temperature, and logits are plain dot products; needs id-only mode with ``item_dim == embedding_dim``). ``PinnerFormer.similarity`` says how the
             embeddings are to be compared: ``cosine`` or ``dot``.
     """
 
     pin_dim: int = 256
     num_items: int = 0
     item_dim: int = 64
+    num_attributes: int = 0
+    max_item_attributes: int = 0
     model_dim: int = 256
     embedding_dim: int = 256
     num_layers: int = 2
@@ -123,6 +132,12 @@ class PinnerFormerConfig:
                 raise ValueError(f"PinnerFormerConfig.{name} must be a positive integer, got {value!r}")
         if self.num_items < 0:
             raise ValueError(f"PinnerFormerConfig.num_items must be >= 0 (0 = PinSage inputs), got {self.num_items}")
+        if self.num_attributes < 0 or self.max_item_attributes < 0:
+            raise ValueError(f"PinnerFormerConfig.num_attributes and max_item_attributes must be >= 0, got "
+                             f"{self.num_attributes} and {self.max_item_attributes}")
+        if self.num_attributes and not (self.id_only and self.max_item_attributes):
+            raise ValueError(f"item attributes (num_attributes={self.num_attributes}) need id-only mode (num_items > 0, "
+                             f"got {self.num_items}) and max_item_attributes > 0 (got {self.max_item_attributes})")
         if self.model_dim % self.num_heads:
             raise ValueError(f"model_dim ({self.model_dim}) must be divisible by num_heads ({self.num_heads})")
         if not 0 <= self.dropout < 1:
@@ -279,6 +294,12 @@ class PinnerFormer(nn.Module):
         if c.id_only:
             self.item_embedding = nn.Embedding(c.num_items, c.item_dim)
             nn.init.normal_(self.item_embedding.weight, std=c.item_dim ** -0.5)
+            if c.num_attributes:
+                self.attribute_embedding = nn.Embedding(c.num_attributes, c.item_dim)
+                nn.init.normal_(self.attribute_embedding.weight, std=c.item_dim ** -0.5)
+                # item row -> its attribute ids, -1 = none; saved with the weights (it is part of the model).
+                self.register_buffer("item_attributes",
+                                     torch.full((c.num_items, c.max_item_attributes), -1, dtype=torch.int64))
         else:
             self.unknown_pin = nn.Parameter(torch.zeros(c.pin_dim))
             self.register_buffer("pin_table", torch.zeros(0, c.pin_dim), persistent=False)
@@ -332,6 +353,24 @@ class PinnerFormer(nn.Module):
         device = self.unknown_pin.device
         self.pin_table, self.pin_known = vectors.to(device), known.to(device)
 
+    def set_item_attributes(self, attributes: Tensor) -> None:
+        """Give an id-only model with ``num_attributes`` > 0 its (num_items, max_item_attributes) item ->
+        attribute ids table, ``-1`` padding.
+
+        Raises:
+            ValueError: the model has no attributes, or the table has the wrong shape or ids out of range.
+        """
+        c = self.config
+        if not c.num_attributes:
+            raise ValueError("this PinnerFormer has no item attributes (num_attributes = 0)")
+        attributes = torch.as_tensor(attributes, dtype=torch.int64)
+        if attributes.shape != (c.num_items, c.max_item_attributes):
+            raise ValueError(f"item attributes must be ({c.num_items}, {c.max_item_attributes}), "
+                             f"got {tuple(attributes.shape)}")
+        if len(attributes) and not bool(((attributes >= -1) & (attributes < c.num_attributes)).all()):
+            raise ValueError(f"item attribute ids must lie in [0, {c.num_attributes}) or be -1 (none)")
+        self.item_attributes.copy_(attributes)
+
     @property
     def num_pins(self) -> int:
         return self.config.num_items if self.config.id_only else len(self.pin_table)
@@ -339,7 +378,14 @@ class PinnerFormer(nn.Module):
     def pin_inputs(self, rows: Tensor) -> Tensor:
         """(...) int64 pin rows -> (..., pin_input_dim) pin vectors (the unknown-pin vector for -1 / unknown)."""
         if self.config.id_only:
-            return self.item_embedding(rows.clamp_min(0))
+            rows = rows.clamp_min(0)
+            vectors = self.item_embedding(rows)
+            if self.config.num_attributes:
+                attributes = self.item_attributes[rows]  # (..., A)
+                present = (attributes >= 0).unsqueeze(-1)
+                summed = (self.attribute_embedding(attributes.clamp_min(0)) * present).sum(dim=-2)
+                vectors = vectors + summed / present.sum(dim=-2).clamp_min(1)
+            return vectors
         if len(self.pin_table) == 0:
             raise ValueError("this PinSage-mode model has no pin table; call attach_pin_table first")
         safe = rows.clamp_min(0)
@@ -353,7 +399,7 @@ class PinnerFormer(nn.Module):
 
     def embed_pins(self, rows: Tensor) -> Tensor:
         """(...) pin rows -> (..., embedding_dim) pin embeddings: unit-norm pin-tower outputs, or with
-        ``output="tied_dot"`` the item-id table's rows."""
+        ``output="tied_dot"`` the item vectors themselves (``pin_inputs``)."""
         if self.config.output == "tied_dot":
             return self.pin_inputs(rows).float()
         return F.normalize(self.pin_tower(self.pin_inputs(rows)).float(), dim=-1)

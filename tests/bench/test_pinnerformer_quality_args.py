@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pyarrow as pa
 import pytest
+import torch
 
-from bench.pinnerformer_quality import Dataset, model_config, parse_args, training_options
+from bench.pinnerformer_quality import Dataset, build, item_attributes, model_config, parse_args, training_options
 
 
 def _dataset(name: str, num_items: int = 30) -> Dataset:
-    return Dataset(name=name, num_users=5, num_items=num_items, num_actions=0, split=None)
+    attributes = np.full((num_items, 2), -1)
+    attributes[0] = [0, 2]
+    return Dataset(name=name, num_users=5, num_items=num_items, num_actions=0, split=None, attributes=attributes,
+                   num_attributes=3)
 
 
 def test_width_dropout_epochs_and_patience_are_per_dataset() -> None:
@@ -28,3 +34,20 @@ def test_defaults_hold_the_recorded_recipe_and_bad_values_fail() -> None:
     assert args.dropout == {"Beauty": 0.5, "LastFM": 0.3}
     with pytest.raises(ValueError):
         parse_args(["--dropout", "Beauty=lots"])
+
+
+def test_item_attributes_come_from_the_importers_pin_text_in_item_row_order() -> None:
+    pins = pa.table({"pin_id": [10, 11, 12, 13], "text": ["attr_7 attr_40", "", "attr_40", "attr_3 attr_7 attr_9"]})
+    table, num_attributes = item_attributes(pins, np.array([11, 12, 13, 10]))
+    assert num_attributes == 4  # 3, 7, 9, 40 -> rows 0..3
+    assert table.tolist() == [[-1, -1, -1], [3, -1, -1], [0, 1, 2], [1, 3, -1]]
+
+
+def test_item_attributes_are_used_only_for_the_datasets_named() -> None:
+    args = parse_args(["--item-attributes", "Beauty", "--dim", "Beauty=16", "LastFM=16"])
+    beauty, lastfm = build(_dataset("Beauty"), args), build(_dataset("LastFM"), args)
+    assert (beauty.config.num_attributes, beauty.config.max_item_attributes) == (3, 2)
+    assert beauty.item_attributes[0].tolist() == [0, 2]
+    assert lastfm.config.num_attributes == 0 and not hasattr(lastfm, "attribute_embedding")
+    assert parse_args([]).item_attributes == []
+    assert beauty.embed_pins(torch.arange(3)).shape == (3, 16)

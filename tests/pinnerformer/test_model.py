@@ -247,3 +247,43 @@ def test_tied_dot_output_needs_an_id_table_as_wide_as_the_embedding():
         tiny_config(item_dim=8, output="tied_dot")
     with pytest.raises(ValueError, match="output must be one of"):
         tiny_config(output="bilinear")
+
+
+def test_item_attributes_add_their_mean_embedding_to_the_item_vector_and_are_saved():
+    model = _model(features=(), token_input="scaled", output="tied_dot", num_attributes=5, max_item_attributes=3)
+    table = torch.full((40, 3), -1)
+    table[3, :2] = torch.tensor([0, 4])
+    table[7, :3] = torch.tensor([1, 2, 4])
+    model.set_item_attributes(table)
+    ids, attrs = model.item_embedding.weight, model.attribute_embedding.weight
+    vectors = model.embed_pins(torch.tensor([3, 7, 9]))
+    torch.testing.assert_close(vectors[0], ids[3] + (attrs[0] + attrs[4]) / 2)
+    torch.testing.assert_close(vectors[1], ids[7] + attrs[[1, 2, 4]].mean(dim=0))
+    torch.testing.assert_close(vectors[2], ids[9])  # no attributes: the id vector alone
+    # Two items sharing an attribute share its gradient: the content reaches items through it.
+    (model.embed_pins(torch.tensor([3])) * torch.ones(16)).sum().backward()
+    assert attrs.grad[4].abs().sum() > 0 and attrs.grad[1].abs().sum() == 0
+    # The table travels in the state_dict: a model rebuilt from the config alone scores the same.
+    rebuilt = _model(**model.config.to_dict())
+    rebuilt.load_state_dict(model.state_dict())
+    tokens = _tokens()
+    torch.testing.assert_close(rebuilt(tokens), model(tokens))
+    torch.testing.assert_close(rebuilt.embed_pins(torch.arange(40)), model.embed_pins(torch.arange(40)))
+
+
+def test_item_attributes_are_validated():
+    with pytest.raises(ValueError, match="need id-only mode .* max_item_attributes > 0"):
+        tiny_config(num_attributes=5)
+    with pytest.raises(ValueError, match="need id-only mode"):
+        tiny_config(num_items=0, pin_dim=16, num_attributes=5, max_item_attributes=2)
+    with pytest.raises(ValueError, match="must be >= 0"):
+        tiny_config(num_attributes=-1)
+    model = _model(num_attributes=5, max_item_attributes=2)
+    with pytest.raises(ValueError, match=r"must be \(40, 2\), got \(40, 3\)"):
+        model.set_item_attributes(torch.zeros(40, 3, dtype=torch.int64))
+    with pytest.raises(ValueError, match=r"must lie in \[0, 5\) or be -1"):
+        model.set_item_attributes(torch.full((40, 2), 5))
+    with pytest.raises(ValueError, match="has no item attributes"):
+        _model().set_item_attributes(torch.zeros(40, 2, dtype=torch.int64))
+    old = {k: v for k, v in tiny_config().to_dict().items() if k not in ("num_attributes", "max_item_attributes")}
+    assert PinnerFormerConfig.from_dict(old).num_attributes == 0
