@@ -380,11 +380,13 @@ class PinnerFormer(nn.Module):
         if self.config.id_only:
             rows = rows.clamp_min(0)
             vectors = self.item_embedding(rows)
-            if self.config.num_attributes:
-                attributes = self.item_attributes[rows]  # (..., A)
-                present = (attributes >= 0).unsqueeze(-1)
-                summed = (self.attribute_embedding(attributes.clamp_min(0)) * present).sum(dim=-2)
-                vectors = vectors + summed / present.sum(dim=-2).clamp_min(1)
+            if self.config.num_attributes:  # the mean over each item's attributes, as one weighted bag
+                attributes = self.item_attributes[rows.reshape(-1)]  # (n, A)
+                present = (attributes >= 0).float()
+                weights = present / present.sum(dim=1, keepdim=True).clamp_min(1)
+                mean = F.embedding_bag(attributes.clamp_min(0), self.attribute_embedding.weight,
+                                       per_sample_weights=weights, mode="sum")
+                vectors = vectors + mean.view(*rows.shape, -1)
             return vectors
         if len(self.pin_table) == 0:
             raise ValueError("this PinSage-mode model has no pin table; call attach_pin_table first")
