@@ -32,6 +32,7 @@ def test_defaults_hold_the_recorded_recipe_and_bad_values_fail() -> None:
     args = parse_args([])
     assert args.dim == {"Beauty": 128, "LastFM": 64}
     assert args.dropout == {"Beauty": 0.5, "LastFM": 0.3}
+    assert args.item_attributes == ["Beauty"]
     with pytest.raises(ValueError):
         parse_args(["--dropout", "Beauty=lots"])
 
@@ -49,5 +50,5 @@ def test_item_attributes_are_used_only_for_the_datasets_named() -> None:
     assert (beauty.config.num_attributes, beauty.config.max_item_attributes) == (3, 2)
     assert beauty.item_attributes[0].tolist() == [0, 2]
     assert lastfm.config.num_attributes == 0 and not hasattr(lastfm, "attribute_embedding")
-    assert parse_args([]).item_attributes == []
+    assert parse_args(["--item-attributes"]).item_attributes == []
     assert beauty.embed_pins(torch.arange(3)).shape == (3, 16)
