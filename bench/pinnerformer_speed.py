@@ -112,7 +112,8 @@ def bench_shape(shape: str, events: dict, pin_table: torch.Tensor, device: torch
         "config": shape_summary(shape),
         "training": {"steps": out.steps, "batch_size": args.batch_size, "users": out.users, "queries": out.queries,
                      "seconds": round(out.train_seconds, 2), "users_per_s": round(out.users_per_s, 1),
-                     "queries_per_s": round(out.queries_per_s, 1), "gpu": gpu_train.summary()},
+                     "queries_per_s": round(out.queries_per_s, 1),
+                     "batch_build_share": round(out.batch_build_share, 4), "gpu": gpu_train.summary()},
         "inference_users": {"users": int(users.shape[0]), "max_length": m, "seconds": round(gpu_users.seconds, 2),
                             "users_per_s": round(users.shape[0] / gpu_users.seconds, 1), "gpu": gpu_users.summary()},
         "inference_pins": {"pins": int(pins.shape[0]), "seconds": round(gpu_pins.seconds, 2),
@@ -130,7 +131,8 @@ def summary_lines(metrics: dict, device_name: str) -> list[str]:
                if "utilization_mean_pct" in t["gpu"] else "")
         lines.append(f"{shape} (d={r['config']['model_dim']}, M={r['config']['max_length']}): training "
                      f"{t['users_per_s']:.0f} users/s, {t['queries_per_s']:.0f} queries/s ({t['steps']} steps of "
-                     f"{t['batch_size']} users){gpu}; user inference {u['users_per_s']:.0f} users/s "
+                     f"{t['batch_size']} users, {t['batch_build_share']:.0%} of step time building batches on "
+                     f"the main thread){gpu}; user inference {u['users_per_s']:.0f} users/s "
                      f"({u['users']:,} users); pin tower {p['pins_per_s']:.0f} pins/s ({p['pins']:,} pins)")
     return lines
 

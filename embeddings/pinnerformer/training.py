@@ -400,6 +400,7 @@ class TrainingState:
     users: int = 0
     queries: int = 0
     seconds: float = 0.0
+    batch_seconds: float = 0.0  # of ``seconds``: building batches on the main thread
     history: list[dict[str, float]] = field(default_factory=list)
     best_metric: float = -1.0
     best_epoch: int = 0
@@ -411,7 +412,9 @@ class TrainingState:
 @dataclass
 class TrainingOutcome:
     """What ``train`` did. ``model`` holds the best epoch's weights (or the last ones if interrupted or
-    trained without validation). Rates count training steps only (validation excluded)."""
+    trained without validation). Rates count training steps only (validation excluded);
+    ``batch_build_share`` is the part of that step time spent building batches (queries, negatives, token
+    tensors) on the main thread, during which a GPU would sit idle."""
 
     model: PinnerFormer
     history: list[dict[str, float]]
@@ -424,6 +427,7 @@ class TrainingOutcome:
     train_seconds: float
     users_per_s: float
     queries_per_s: float
+    batch_build_share: float = 0.0
 
 
 def has_labels(seqs: UserSequences, objective: str) -> bool:
@@ -599,6 +603,7 @@ def train(
             else:
                 batch = make_shard_batch(seqs, users, rank, world_size, options, rng, positive_counts, negative_pool)
                 num_queries = batch.num_global_queries
+            built = time.perf_counter()
             if num_queries == 0:  # the global batch's count: every process skips together
                 if rank == 0:
                     log.warning("epoch %d batch %d has no labels (objective %s); skipped", state.epoch, b + 1,
@@ -635,6 +640,7 @@ def train(
             state.users += len(users)
             state.queries += num_queries
             state.seconds += t1 - t0
+            state.batch_seconds += built - t0
             if rank == 0 and (t1 - last_log >= options.log_every_s or b + 1 == num_batches):
                 last_log = t1
                 rate = state.epoch_batches / max(state.epoch_seconds, 1e-9)
@@ -706,6 +712,7 @@ def train(
         train_seconds=state.seconds,
         users_per_s=state.users / max(state.seconds, 1e-9),
         queries_per_s=state.queries / max(state.seconds, 1e-9),
+        batch_build_share=state.batch_seconds / max(state.seconds, 1e-9),
     )
 
 

@@ -60,6 +60,7 @@ def test_pinnerformer_speed_bench_runs_end_to_end_on_cpu(capsys) -> None:
                     "--shapes", "nightly", "--threads", "1", "--no-record"])
     r = metrics["nightly"]
     assert r["training"]["steps"] == 2 and r["training"]["users_per_s"] > 0 and r["training"]["queries"] > 0
+    assert 0 < r["training"]["batch_build_share"] < 1
     assert r["inference_users"]["users"] == 60 and r["inference_pins"]["pins"] == 400
     assert "device: cpu: 1 torch threads" in capsys.readouterr().out
 

@@ -176,6 +176,11 @@ def test_progress_lines_give_rate_and_eta(sequences, caplog):
     assert "users/s" in lines[0] and "ETA epoch" in lines[0] and "ETA run" in lines[0]
 
 
+def test_the_outcome_says_what_share_of_step_time_built_batches(sequences):
+    out = train(_model(), sequences["all"], dataclasses.replace(OPTIONS, num_epochs=1))
+    assert 0 < out.batch_build_share < 1 and out.train_seconds > 0
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_trains_on_cuda_under_bf16_autocast(sequences):
