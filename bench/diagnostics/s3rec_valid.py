@@ -38,7 +38,8 @@ def main(argv: list[str]) -> dict:
                 valid=valid_seqs)
     curve = [round(h["valid_hr@10"], 4) for h in out.history]
     result = {"dataset": name, "seed": seed, "dim": args.dim[name], "dropout": args.dropout[name],
-              "item_attributes": name in args.item_attributes, "heads": args.heads, "layers": args.layers, "lr": args.lr, "best_epoch": out.best_epoch,
+              "item_attributes": name in args.item_attributes, "heads": args.heads, "layers": args.layers,
+              "lr": args.lr, "best_epoch": out.best_epoch,
               "best_valid_hr@10": max(curve), "valid_hr@10": curve, "seconds": round(time.perf_counter() - started)}
     print(json.dumps(result))
     return result

@@ -93,8 +93,9 @@ class PinnerFormerConfig:
             the learned temperature) or ``tied_dot`` (SASRec's output: the user embedding is the head's
             output unnormalized, a pin's embedding is its item vector (its row of the item-id table, plus
             its attributes' mean with ``num_attributes``), the same vectors the input uses, there is no pin
-            tower and no temperature, and logits are plain dot products; needs id-only mode with ``item_dim == embedding_dim``). ``PinnerFormer.similarity`` says how the
-            embeddings are to be compared: ``cosine`` or ``dot``.
+            tower and no temperature, and logits are plain dot products; needs id-only mode with
+            ``item_dim == embedding_dim``). ``PinnerFormer.similarity`` says how the embeddings are to be
+            compared: ``cosine`` or ``dot``.
     """
 
     pin_dim: int = 256
@@ -136,8 +137,9 @@ class PinnerFormerConfig:
             raise ValueError(f"PinnerFormerConfig.num_attributes and max_item_attributes must be >= 0, got "
                              f"{self.num_attributes} and {self.max_item_attributes}")
         if self.num_attributes and not (self.id_only and self.max_item_attributes):
-            raise ValueError(f"item attributes (num_attributes={self.num_attributes}) need id-only mode (num_items > 0, "
-                             f"got {self.num_items}) and max_item_attributes > 0 (got {self.max_item_attributes})")
+            raise ValueError(f"item attributes (num_attributes={self.num_attributes}) need id-only mode "
+                             f"(num_items > 0, got {self.num_items}) and max_item_attributes > 0 "
+                             f"(got {self.max_item_attributes})")
         if self.model_dim % self.num_heads:
             raise ValueError(f"model_dim ({self.model_dim}) must be divisible by num_heads ({self.num_heads})")
         if not 0 <= self.dropout < 1:
