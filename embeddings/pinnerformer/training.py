@@ -414,7 +414,9 @@ class TrainingOutcome:
     """What ``train`` did. ``model`` holds the best epoch's weights (or the last ones if interrupted or
     trained without validation). Rates count training steps only (validation excluded);
     ``batch_build_share`` is the part of that step time spent building batches (queries, negatives, token
-    tensors) on the main thread, during which a GPU would sit idle."""
+    tensors) on the main thread. On CUDA the device has nothing else to run meanwhile but what is left of
+    the previous step's optimizer update (the loss and gradient norm are read back before it), so the share
+    is close to the time it waits on batch building."""
 
     model: PinnerFormer
     history: list[dict[str, float]]
