@@ -88,6 +88,10 @@ class TrainingOptions:
         batch_size: users per step.
         learning_rate, weight_decay, adam_betas: Adam's (AdamW when ``weight_decay`` > 0).
         grad_clip_norm: the gradient-norm clip.
+        ema_decay: keep an exponential moving average of the weights with this decay per step (0: off;
+            the first steps average with ``min(ema_decay, (1 + step) / (10 + step))`` so the random
+            initialization fades fast). Validation, early stopping and the returned model then use the
+            averaged weights; each epoch's record also holds the raw weights' figure (``valid_raw_*``).
         num_epochs, patience: the most epochs; stop after ``patience`` epochs without a better validation.
         eval_k: k of the validation metric.
         valid_mode: ``next`` (hr@k of the first future positive) or ``window`` (recall@k of all of them).
@@ -109,6 +113,7 @@ class TrainingOptions:
     weight_decay: float = 0.0
     adam_betas: tuple[float, float] = (0.9, 0.999)
     grad_clip_norm: float = 1.0
+    ema_decay: float = 0.0
     num_epochs: int = 10
     patience: int = 2
     eval_k: int = 10
@@ -136,6 +141,8 @@ class TrainingOptions:
         if self.checkpoint_every_steps < 0 or (self.max_steps is not None and self.max_steps <= 0):
             raise ValueError(f"checkpoint_every_steps must be >= 0 and max_steps positive or None, got "
                              f"{self.checkpoint_every_steps} and {self.max_steps}")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"TrainingOptions.ema_decay must be in [0, 1) (0: off), got {self.ema_decay}")
         object.__setattr__(self, "adam_betas", tuple(float(b) for b in self.adam_betas))
         if len(self.adam_betas) != 2 or not all(0 <= b < 1 for b in self.adam_betas):
             raise ValueError(f"adam_betas must be two numbers in [0, 1), got {self.adam_betas}")
@@ -556,11 +563,14 @@ def train(
     fingerprint = _fingerprint(model, options, data_fingerprint(seqs), world_size)
     if world_size > 1:
         _check_same_inputs(model, fingerprint)
+    ema = WeightAverage(model, options.ema_decay) if options.ema_decay else None
     if checkpoint is not None and resume and checkpoint.exists():
         ckpt = load_checkpoint(checkpoint, fingerprint, checkpoint_format=CHECKPOINT_FORMAT)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         state, best_state = TrainingState(**ckpt["state"]), ckpt["best_state"]
+        if ema is not None:
+            ema.load(ckpt["ema"])
         log.info("resumed from %s at epoch %d batch %d (step %d)", checkpoint, state.epoch, state.next_batch,
                  state.step)
 
@@ -588,7 +598,8 @@ def train(
     def checkpoint_now() -> None:
         if checkpoint is not None and rank == 0:
             save_checkpoint(checkpoint, model, optimizer, state, best_state, fingerprint,
-                            checkpoint_format=CHECKPOINT_FORMAT)
+                            checkpoint_format=CHECKPOINT_FORMAT,
+                            extra={"ema": ema.tensors()} if ema is not None else None)
 
     while not state.finished and state.epoch <= options.num_epochs:
         order = np.random.default_rng([options.seed, state.epoch]).permutation(seqs.num_users)
@@ -632,6 +643,8 @@ def train(
             if not math.isfinite(grad_norm):
                 _stop_on_nan(f"gradient norm is {grad_norm} at {where()}", checkpoint, checkpoint_now)
             optimizer.step()
+            if ema is not None:
+                ema.update(state.step)
             t1 = time.perf_counter()
             state.step += 1
             state.next_batch = b + 1
@@ -672,19 +685,25 @@ def train(
             "temperature": float(model.temperature.detach()),
         }
         if valid is not None:
-            metrics: list[Any] = [None]
-            if rank == 0:
+            def validate(prefix: str) -> dict[str, float]:
                 result = evaluate_future(model, valid, mode=options.valid_mode, k=options.eval_k, device=device,
                                          batch_size=options.eval_batch_size)
-                metrics = [{f"valid_{name}": float(values.mean()) if len(values) else float("nan")
-                            for name, values in result.values.items()}]
+                return {f"{prefix}{name}": float(values.mean()) if len(values) else float("nan")
+                        for name, values in result.values.items()}
+
+            metrics: list[Any] = [None]
+            if rank == 0:
+                metrics = [validate("valid_raw_") if ema is not None else {}]
+                with ema.swapped_in() if ema is not None else contextlib.nullcontext():
+                    metrics[0].update(validate("valid_"))
             if world_size > 1:  # every process takes rank 0's decision (and keeps the same best weights)
                 torch.distributed.broadcast_object_list(metrics, src=0)
             record.update(metrics[0])
             value = record[f"valid_{metric}"]
             if value > state.best_metric:
                 state.best_metric, state.best_epoch, state.bad_epochs = value, state.epoch, 0
-                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                with ema.swapped_in() if ema is not None else contextlib.nullcontext():
+                    best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
             else:
                 state.bad_epochs += 1
             if state.bad_epochs >= options.patience:
@@ -702,6 +721,8 @@ def train(
 
     if not interrupted and best_state is not None:
         model.load_state_dict(best_state)
+    elif not interrupted and ema is not None:  # no validation: the averaged weights are the result
+        ema.copy_to_model()
     return TrainingOutcome(
         model=model,
         history=copy.deepcopy(state.history),
@@ -716,6 +737,49 @@ def train(
         queries_per_s=state.queries / max(state.seconds, 1e-9),
         batch_build_share=state.batch_seconds / max(state.seconds, 1e-9),
     )
+
+
+class WeightAverage:
+    """An exponential moving average of a model's parameters (``TrainingOptions.ema_decay``).
+
+    Buffers are not averaged: the model's own are used with the averaged parameters. Every process of a
+    DDP run updates its copy from the same synchronized parameters, so the copies stay equal."""
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        self.params = [p for p in model.parameters()]
+        self.average = [p.detach().clone() for p in self.params]
+        self.decay = decay
+
+    @torch.no_grad()
+    def update(self, step: int) -> None:
+        """Blend in the parameters after optimizer step ``step`` (0-based)."""
+        decay = min(self.decay, (1 + step) / (10 + step))
+        torch._foreach_lerp_(self.average, [p.detach() for p in self.params], 1.0 - decay)
+
+    @contextlib.contextmanager
+    def swapped_in(self):
+        """The model holds the averaged parameters inside the block, its own again after it."""
+        raw = [p.detach().clone() for p in self.params]
+        self.copy_to_model()
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                torch._foreach_copy_([p.data for p in self.params], raw)
+
+    @torch.no_grad()
+    def copy_to_model(self) -> None:
+        torch._foreach_copy_([p.data for p in self.params], self.average)
+
+    def tensors(self) -> list[Tensor]:
+        return [a.detach().cpu() for a in self.average]
+
+    def load(self, tensors: list[Tensor]) -> None:
+        if len(tensors) != len(self.average):
+            raise ValueError(f"the checkpoint's weight average has {len(tensors)} tensors, the model "
+                             f"{len(self.average)} parameters")
+        with torch.no_grad():
+            torch._foreach_copy_(self.average, [t.to(a.device) for t, a in zip(tensors, self.average)])
 
 
 def _stop_on_nan(message: str, checkpoint: Path | None, checkpoint_now) -> None:

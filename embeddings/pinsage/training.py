@@ -376,11 +376,12 @@ def _fingerprint(model: PinSage, options: TrainingOptions, data: str) -> dict[st
 
 def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: Any,
                     best_state: dict[str, Tensor] | None, fingerprint: dict[str, Any], *,
-                    checkpoint_format: str = CHECKPOINT_FORMAT) -> None:
+                    checkpoint_format: str = CHECKPOINT_FORMAT, extra: dict[str, Any] | None = None) -> None:
     """Write the checkpoint atomically (a crash mid-write leaves the previous one).
 
     ``state`` is the trainer's dataclass of counters; ``checkpoint_format`` names the trainer (PinSage's by
-    default; PinnerFormer's trainer passes its own), so one trainer never resumes from another's file."""
+    default; PinnerFormer's trainer passes its own), so one trainer never resumes from another's file;
+    ``extra`` entries (tensors, lists, plain values) are stored beside the standard ones."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     torch.save({
@@ -390,7 +391,7 @@ def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
         "optimizer": optimizer.state_dict(),
         "state": dataclasses.asdict(state),
         "best_state": best_state,
-    }, tmp)
+    } | (extra or {}), tmp)
     os.replace(tmp, path)
 
 

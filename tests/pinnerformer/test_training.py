@@ -112,6 +112,53 @@ def test_the_tied_dot_output_learns_the_toy_and_is_validated_by_dot_product(sequ
     assert not np.array_equal(by_dot, np.argsort(-cosine, axis=1, kind="stable")[:, :10])
 
 
+def test_the_weight_average_follows_the_recurrence_and_is_what_validation_scores_and_keeps(sequences):
+    options = dataclasses.replace(OPTIONS, objective="sasrec", num_epochs=3, patience=3, valid_mode="next",
+                                  ema_decay=0.9)
+    raw = train(_model(), sequences["all"], dataclasses.replace(options, ema_decay=0.0), valid=sequences["cut"])
+    out = train(_model(), sequences["all"], options, valid=sequences["cut"])
+    # The raw weights are trained exactly as without the average; their figure is recorded beside it.
+    assert [h["valid_raw_hr@10"] for h in out.history] == [h["valid_hr@10"] for h in raw.history]
+    hrs = [h["valid_hr@10"] for h in out.history]
+    assert out.best_epoch == 1 + int(np.argmax(hrs))
+    result = evaluate_future(out.model, sequences["cut"], mode="next", k=10)
+    assert result.values["hr@10"].mean() == pytest.approx(max(hrs))  # the best epoch's averaged weights
+
+
+def test_the_weight_average_blends_each_step_and_swaps_back():
+    model = torch.nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    average = training.WeightAverage(model, decay=0.5)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    average.update(step=0)  # warm-up: min(0.5, 1/10) = 0.1 of the old average kept
+    assert torch.allclose(average.average[0], torch.full((1, 2), 0.9))
+    with torch.no_grad():
+        model.weight.fill_(2.0)
+    average.update(step=100)  # min(0.5, 101/110) = 0.5
+    assert torch.allclose(average.average[0], torch.full((1, 2), 1.45))
+    with average.swapped_in():
+        assert torch.allclose(model.weight, torch.full((1, 2), 1.45))
+    assert torch.equal(model.weight, torch.full((1, 2), 2.0))
+    with pytest.raises(ValueError, match="1 parameters"):
+        average.load([torch.zeros(1), torch.zeros(1)])
+    with pytest.raises(ValueError, match="ema_decay"):
+        TrainingOptions(ema_decay=1.0)
+
+
+def test_a_run_with_the_weight_average_resumes_to_the_same_weights(sequences, tmp_path):
+    options = dataclasses.replace(OPTIONS, num_epochs=2, ema_decay=0.8)
+    straight = train(_model(), sequences["all"], options).model
+    path = tmp_path / "ckpt.pt"
+    cut = train(_model(), sequences["all"], dataclasses.replace(options, max_steps=7), checkpoint_path=path)
+    assert cut.interrupted
+    resumed = train(_model(), sequences["all"], options, checkpoint_path=path)
+    assert _same_weights(straight, resumed.model)  # without validation: the average of the last step
+    plain = train(_model(), sequences["all"], dataclasses.replace(options, ema_decay=0.0)).model
+    assert not _same_weights(straight, plain)
+
+
 def test_a_nan_loss_stops_the_run_naming_step_and_batch_and_keeps_a_checkpoint(sequences, tmp_path, monkeypatch):
     real = training.batch_loss
     calls = {"n": 0}
