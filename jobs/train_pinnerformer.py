@@ -484,7 +484,7 @@ def register(client, result: TrainResult, inputs: TrainingInputs, metadata: dict
         run.set_tags({"inputs": json.dumps(metadata["inputs"])[:5000]})
         if result.history:
             curves = {key: [h[key] for h in result.history] for key in result.history[0]
-                      if key == "train_loss" or key.startswith("valid_recall")}
+                      if key == "train_loss" or key.startswith(("valid_recall", "valid_raw_recall"))}
             with tempfile.TemporaryDirectory() as tmp:
                 run.log_figure(plot_loss_curves(curves, Path(tmp) / "training_curves.png",
                                                 title=f"PinnerFormer ds={config.ds}"))
@@ -538,6 +538,8 @@ def main(argv: Sequence[str] | None = None) -> TrainResult:
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size,
                         help="users per step and process: under torchrun the global batch is WORLD_SIZE x this")
     parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+    parser.add_argument("--ema-decay", type=float, default=defaults.ema_decay,
+                        help="validate and keep a moving average of the weights with this decay per step (0: off)")
     parser.add_argument("--num-epochs", type=int, default=defaults.num_epochs)
     parser.add_argument("--patience", type=int, default=defaults.patience)
     parser.add_argument("--seed", type=int, default=defaults.seed)
@@ -554,7 +556,8 @@ def main(argv: Sequence[str] | None = None) -> TrainResult:
     training = dataclasses.replace(
         defaults, objective=args.objective, negatives=args.negatives, log_q_correction=not args.no_log_q_correction,
         num_random_negatives=args.num_random_negatives, num_positions=args.num_positions,
-        batch_size=args.batch_size, learning_rate=args.learning_rate, num_epochs=args.num_epochs,
+        batch_size=args.batch_size, learning_rate=args.learning_rate, ema_decay=args.ema_decay,
+        num_epochs=args.num_epochs,
         patience=args.patience, seed=args.seed, max_steps=args.max_steps,
     )
     return run(TrainPinnerFormerConfig(

@@ -225,10 +225,11 @@ def test_main_parses_flags_and_trains_without_registering(lake, lake_uri, tmp_pa
     main(["--ds", DS.isoformat(), "--lake-uri", lake_uri, "--model-dir", str(tmp_path / "m"), "--device", "cpu",
           "--embedding-dim", "8", "--model-dim", "8", "--num-layers", "1", "--ff-dim", "16", "--max-length", "8",
           "--objective", "next_action", "--negatives", "in_batch", "--batch-size", "32", "--num-epochs", "1",
-          "--no-register"])
+          "--ema-decay", "0.99", "--no-register"])
     config, metadata = read_model_metadata(tmp_path / "m")
     assert config.max_length == 8 and metadata["training_options"]["objective"] == "next_action"
     assert metadata["training_options"]["negatives"] == "in_batch"
+    assert metadata["training_options"]["ema_decay"] == 0.99
 
 
 @pytest.mark.parametrize(
