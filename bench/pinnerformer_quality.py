@@ -233,7 +233,7 @@ def training_options(data: Dataset, args: argparse.Namespace, seed: int) -> Trai
     """Next-item training with the full softmax, early-stopped on VALID HR@10, from the bench's flags."""
     return TrainingOptions(objective="sasrec", negatives="full", batch_size=args.batch_size,
                            learning_rate=args.lr, adam_betas=(0.9, args.adam_beta2),
-                           grad_clip_norm=args.grad_clip or math.inf, ema_decay=args.ema_decay,
+                           grad_clip_norm=args.grad_clip or math.inf, ema_decay=args.ema_decay.get(data.name, 0.0),
                            num_epochs=args.epochs[data.name],
                            patience=args.patience[data.name], valid_mode="next", eval_k=10, seed=seed,
                            log_every_s=60)
@@ -469,15 +469,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                              "embeddings, dot-product logits, no temperature); normalized = the paper's towers")
     parser.add_argument("--adam-beta2", type=float, default=0.98)
     parser.add_argument("--grad-clip", type=float, default=0.0, help="gradient-norm clip (0: none)")
-    parser.add_argument("--ema-decay", type=float, default=0.0,
-                        help="TrainingOptions.ema_decay: validate and keep a moving average of the weights (0: off)")
+    parser.add_argument("--ema-decay", nargs="+", default=["Beauty=0", "LastFM=0"],
+                        help="TrainingOptions.ema_decay per dataset, NAME=DECAY: validate and keep a moving average "
+                             "of the weights (0: off)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (with --workers > 1: 1 per worker)")
     parser.add_argument("--workers", type=int, default=1, help="seeds trained at once, one process each")
     parser.add_argument("--quick", action="store_true", help="records nothing")
     public.add_arguments(parser)
     args = parser.parse_args(argv)
     args.epochs, args.patience, args.dim = (_per_dataset(v) for v in (args.epochs, args.patience, args.dim))
-    args.dropout = _per_dataset(args.dropout, float)
+    args.dropout, args.ema_decay = _per_dataset(args.dropout, float), _per_dataset(args.ema_decay, float)
     return args
 
 

@@ -40,9 +40,9 @@ def main(argv: list[str]) -> dict:
     result = {"dataset": name, "seed": seed, "dim": args.dim[name], "dropout": args.dropout[name],
               "item_attributes": name in args.item_attributes, "heads": args.heads, "layers": args.layers,
               "lr": args.lr, "best_epoch": out.best_epoch,
-              "ema_decay": args.ema_decay, "best_valid_hr@10": max(curve), "valid_hr@10": curve,
+              "ema_decay": args.ema_decay.get(name, 0.0), "best_valid_hr@10": max(curve), "valid_hr@10": curve,
               "seconds": round(time.perf_counter() - started)}
-    if args.ema_decay:  # the raw weights of the same run, scored on the same users
+    if args.ema_decay.get(name):  # the raw weights of the same run, scored on the same users
         result["valid_raw_hr@10"] = [round(h["valid_raw_hr@10"], 4) for h in out.history]
     print(json.dumps(result))
     return result

@@ -19,7 +19,8 @@ def _dataset(name: str, num_items: int = 30) -> Dataset:
 
 def test_width_dropout_epochs_and_patience_are_per_dataset() -> None:
     args = parse_args(["--dim", "Beauty=32", "LastFM=16", "--dropout", "Beauty=0.5", "LastFM=0.25",
-                       "--epochs", "Beauty=3", "LastFM=7", "--patience", "Beauty=1", "LastFM=2", "--ema-decay", "0.99"])
+                       "--epochs", "Beauty=3", "LastFM=7", "--patience", "Beauty=1", "LastFM=2",
+                       "--ema-decay", "LastFM=0.99"])
     beauty, lastfm = model_config(_dataset("Beauty"), args), model_config(_dataset("LastFM", 40), args)
     assert (beauty.model_dim, beauty.item_dim, beauty.ff_dim, beauty.dropout) == (32, 32, 32, 0.5)
     assert (lastfm.model_dim, lastfm.embedding_dim, lastfm.dropout, lastfm.num_items) == (16, 16, 0.25, 40)
@@ -33,6 +34,7 @@ def test_defaults_hold_the_recorded_recipe_and_bad_values_fail() -> None:
     assert args.dim == {"Beauty": 128, "LastFM": 64}
     assert args.dropout == {"Beauty": 0.5, "LastFM": 0.3}
     assert args.item_attributes == ["Beauty"]
+    assert args.ema_decay == {"Beauty": 0.0, "LastFM": 0.0}
     with pytest.raises(ValueError):
         parse_args(["--dropout", "Beauty=lots"])
 

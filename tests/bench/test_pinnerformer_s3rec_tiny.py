@@ -42,11 +42,13 @@ def test_load_reads_each_items_attributes_in_item_row_order(tiny_s3rec):
     assert data.attributes[0].tolist() == [0, 4]
 
 
-@pytest.mark.parametrize("attributes", [["LastFM"], []])
-def test_the_valid_diagnostic_trains_the_benchs_model(tiny_s3rec, attributes, capsys):
-    result = s3rec_valid.main(["LastFM", *FLAGS, "--item-attributes", *attributes])
-    assert result["item_attributes"] == bool(attributes)
+@pytest.mark.parametrize("attributes, ema", [(["LastFM"], "0"), ([], "0"), ([], "0.9")])
+def test_the_valid_diagnostic_trains_the_benchs_model(tiny_s3rec, attributes, ema, capsys):
+    result = s3rec_valid.main(["LastFM", *FLAGS, "--ema-decay", f"LastFM={ema}", "--item-attributes", *attributes])
+    assert result["item_attributes"] == bool(attributes) and result["ema_decay"] == float(ema)
     assert len(result["valid_hr@10"]) in (1, 2) and 0 <= result["best_valid_hr@10"] <= 1
+    # With the weight average the raw weights' curve of the same run is printed beside it.
+    assert ("valid_raw_hr@10" in result) == (ema != "0")
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == result
 
 
