@@ -469,7 +469,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                              "embeddings, dot-product logits, no temperature); normalized = the paper's towers")
     parser.add_argument("--adam-beta2", type=float, default=0.98)
     parser.add_argument("--grad-clip", type=float, default=0.0, help="gradient-norm clip (0: none)")
-    parser.add_argument("--ema-decay", nargs="+", default=["Beauty=0", "LastFM=0"],
+    parser.add_argument("--ema-decay", nargs="+", default=["Beauty=0.999", "LastFM=0"],
                         help="TrainingOptions.ema_decay per dataset, NAME=DECAY: validate and keep a moving average "
                              "of the weights (0: off)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (with --workers > 1: 1 per worker)")

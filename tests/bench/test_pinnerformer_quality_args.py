@@ -34,7 +34,7 @@ def test_defaults_hold_the_recorded_recipe_and_bad_values_fail() -> None:
     assert args.dim == {"Beauty": 128, "LastFM": 64}
     assert args.dropout == {"Beauty": 0.5, "LastFM": 0.3}
     assert args.item_attributes == ["Beauty"]
-    assert args.ema_decay == {"Beauty": 0.0, "LastFM": 0.0}
+    assert args.ema_decay == {"Beauty": 0.999, "LastFM": 0.0}
     with pytest.raises(ValueError):
         parse_args(["--dropout", "Beauty=lots"])
 
