@@ -60,6 +60,9 @@ from embeddings.graph.walks import WalkConfig, ppr_neighborhoods  # noqa: E402
 from embeddings.pinsage.data import PinGraph, PositivePairs, positive_pairs, rows_of  # noqa: E402
 from embeddings.pinsage.evaluation import (  # noqa: E402
     ITEM_TASK,
+    KNN_NEIGHBORS,
+    PIXIE_LATEST,
+    USER_QUERY_SETTINGS,
     USER_TASK,
     EvaluationData,
     Evaluator,
@@ -98,6 +101,15 @@ class Variant:
 # even fused, it trains about 2x slower on CPU than the weighted sum (docs/PINSAGE.md).
 ABLATIONS = ("mean", "max", "t", "max-margin")
 DEFAULT_ABLATIONS = ("mean", "t", "max-margin")
+
+# HetRec's tuning grids: the evaluator's, widened where VALID chose an edge of them (2026-12-05,
+# bench/diagnostics/pinsage_user_valid.py, docs/PINSAGE.md): on the user task item-kNN rises to a plateau at
+# 3,000 neighbors (6,000 and all 18,022 score the same), Pixie's query pins to one at 200 (500 the same),
+# and content features' soft maximum at temperature 0.2 (0.3 the same). The nightly evaluation keeps the
+# narrower defaults: 3,000 neighbors of 20k synthetic pins would hold ~60M similarities.
+HETREC_USER_SETTINGS = (*USER_QUERY_SETTINGS, (200, "softmax", 0.2))
+HETREC_KNN_NEIGHBORS = (*KNN_NEIGHBORS, 1000, 3000)
+HETREC_PIXIE_LATEST = (*PIXIE_LATEST, 50, 200)
 
 
 def ablation_list(text: str) -> tuple[str, ...]:
@@ -305,14 +317,17 @@ def bench_hetrec(args: argparse.Namespace, variants: Sequence[Variant], options:
         for seed in variant.seeds:
             vectors, summary = train_and_embed(inputs, variant, seed, options, (args.hidden_dim, args.embedding_dim),
                                                workdir)
-            methods.setdefault(variant.name, []).append(evaluator.embeddings(f"{variant.name} seed {seed}", vectors))
+            methods.setdefault(variant.name, []).append(
+                evaluator.embeddings(f"{variant.name} seed {seed}", vectors, HETREC_USER_SETTINGS))
             training.setdefault(variant.name, []).append(summary)
             log.info("%s seed %d: test user hr@10 %.4f, item hr@10 %.4f", variant.name, seed,
                      methods[variant.name][-1].results[(USER_TASK, "test")].metric("hr@10").mean(),
                      methods[variant.name][-1].results[(ITEM_TASK, "test")].metric("hr@10").mean())
-    methods["content features"] = [evaluator.embeddings("content features", inputs.graph.features)]
-    methods["item-kNN"] = [evaluator.item_knn("item-kNN")]
-    methods["Pixie"] = [evaluator.pixie(inputs.csr, np.arange(inputs.csr.num_pins), "Pixie")]
+    methods["content features"] = [evaluator.embeddings("content features", inputs.graph.features,
+                                                        HETREC_USER_SETTINGS)]
+    methods["item-kNN"] = [evaluator.item_knn("item-kNN", HETREC_KNN_NEIGHBORS)]
+    methods["Pixie"] = [evaluator.pixie(inputs.csr, np.arange(inputs.csr.num_pins), "Pixie",
+                                        latest=HETREC_PIXIE_LATEST)]
     methods["popularity"] = [evaluator.popularity("popularity")]
     table = results_table([m for runs in methods.values() for m in runs])
     summaries = {name: summarize(name, runs) for name, runs in methods.items()}
@@ -489,6 +504,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     config = {"epochs_cap": args.epochs, "patience": options.patience, "primary_loss": args.loss,
               "ablations": list(args.ablations), "seeds": list(seeds),
               "variants": [dataclasses.asdict(v) for v in variants], "training": options.to_dict(),
+              "hetrec_grids": {"user_settings": [list(x) for x in HETREC_USER_SETTINGS],
+                               "item_knn_neighbors": list(HETREC_KNN_NEIGHBORS),
+                               "pixie_latest": list(HETREC_PIXIE_LATEST)},
               "model": {"hidden_dim": args.hidden_dim, "embedding_dim": args.embedding_dim, "num_layers": 2,
                         "num_neighbors": args.num_neighbors},
               "walk": {"num_steps": args.ppr_steps, "top_t": args.num_neighbors, "band": [200, 500],

@@ -143,6 +143,7 @@ class Evaluator:
         self.data = data
         self.chunk_size = chunk_size
         self._users = {name: data.user_targets(name) for name in SLICES}
+        self._knn: dict[int, sp.csr_matrix] = {}
         for name, targets in self._users.items():
             log.info("%s slice: %d item-to-item pairs, %d users with a next-save target (%s)", name,
                      len(data.pairs[name]), int((np.diff(targets.targets.indptr) > 0).sum()), data.split[name])
@@ -174,33 +175,28 @@ class Evaluator:
         log.info("%s evaluated in %.1f s (item setting %r, user setting %r)", name, seconds, item.best, user.best)
         return MethodResult(name, {ITEM_TASK: item.best, USER_TASK: user.best}, results, seconds)
 
-    def embeddings(self, name: str, vectors: np.ndarray) -> MethodResult:
+    def embeddings(self, name: str, vectors: np.ndarray,
+                   user_settings: Sequence[tuple] = USER_QUERY_SETTINGS) -> MethodResult:
         """Cosine over pin vectors (a model's embeddings, or content features)."""
         scorer = EmbeddingScorer(vectors)
-
-        def users(targets: UserTargets, setting) -> MultiVectorScorer:
-            num_latest, blend = setting[:2]
-            temperature = setting[2] if len(setting) > 2 else DEFAULT_BLEND_TEMPERATURE
-            ptr, rows = targets.history.latest(num_latest)
-            return MultiVectorScorer(scorer.items, ptr, rows, blend=blend, temperature=temperature)
-
-        return self._run(name, lambda _: scorer, ["cosine"], users, list(USER_QUERY_SETTINGS))
+        return self._run(name, lambda _: scorer, ["cosine"], embedding_users(scorer.items), list(user_settings))
 
     def item_knn(self, name: str = "item_knn", neighbor_counts: Sequence[int] = KNN_NEIGHBORS) -> MethodResult:
         """Item-kNN on co-engagement, the neighbor count chosen on validation (per task)."""
-        train = self.data.train_matrix()
-        fitted: dict[int, sp.csr_matrix] = {}
-
-        def similarity(k: int) -> sp.csr_matrix:
-            if k not in fitted:
-                fitted[k] = fit_item_knn(train, k)
-            return fitted[k]
-
+        similarity = self.item_knn_similarity
         identity = sp.identity(self.data.num_items, format="csr")
-        return self._run(
-            name, lambda k: SparseScorer(identity, similarity(k)), list(neighbor_counts),
-            lambda targets, k: SparseScorer(targets.history.matrix(), similarity(k)), list(neighbor_counts),
-        )
+        return self._run(name, lambda k: SparseScorer(identity, similarity(k)), list(neighbor_counts),
+                         self.item_knn_users, list(neighbor_counts))
+
+    def item_knn_similarity(self, k: int) -> sp.csr_matrix:
+        """The training slice's item-kNN similarity with ``k`` neighbors (fitted once per k)."""
+        if k not in self._knn:
+            self._knn[k] = fit_item_knn(self.data.train_matrix(), k)
+        return self._knn[k]
+
+    def item_knn_users(self, targets: UserTargets, k: int) -> SparseScorer:
+        """A user scores the sum of their history pins' ``k``-neighbor similarities."""
+        return SparseScorer(targets.history.matrix(), self.item_knn_similarity(k))
 
     def popularity(self, name: str = "popularity") -> MethodResult:
         """Distinct training users per pin; the same list for every query."""
@@ -219,34 +215,59 @@ class Evaluator:
             num_candidates: candidates kept per query.
             latest: the numbers of latest history pins tried as a user's (recency-weighted) queries.
         """
-        graph_row = np.full(self.data.num_items, -1, dtype=np.int64)
-        graph_row[row_of_graph_pin] = np.arange(graph.num_pins)
-
-        def generator(steps: int):
-            config = WalkConfig(num_steps=steps, seed=seed)
-
-            def generate(pins: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-                in_graph = graph_row[pins] >= 0
-                if not in_graph.any():
-                    return np.zeros(0, np.int64), np.zeros(0)
-                found, scores = pixie_candidates(graph, graph_row[pins][in_graph], weights[in_graph], config,
-                                                 num_candidates)
-                return row_of_graph_pin[found], scores
-
-            return generate
-
+        generate = pixie_generator(graph, row_of_graph_pin, self.data.num_items, num_candidates, seed)
         identity = sp.identity(self.data.num_items, format="csr")
-        item_scorer = CandidateScorer(generator(item_steps), identity, self.data.num_items)
+        item_scorer = CandidateScorer(generate(item_steps), identity, self.data.num_items)
+        return self._run(name, lambda _: item_scorer, [f"{item_steps} steps"],
+                         pixie_users(generate(user_steps), self.data.num_items), list(latest))
 
-        def users(targets: UserTargets, num_latest: int) -> CandidateScorer:
-            ptr, rows = targets.history.latest(num_latest)
-            position = np.arange(len(rows)) - np.repeat(ptr[:-1], np.diff(ptr))
-            weights = 1.0 / (1.0 + position)  # newest first: 1, 1/2, 1/3, ...
-            owner = np.repeat(np.arange(len(ptr) - 1), np.diff(ptr))
-            queries = sp.csr_matrix((weights, (owner, rows)), shape=(len(ptr) - 1, self.data.num_items))
-            return CandidateScorer(generator(user_steps), queries, self.data.num_items)
 
-        return self._run(name, lambda _: item_scorer, [f"{item_steps} steps"], users, list(latest))
+def embedding_users(items: np.ndarray) -> UserScorerFactory:
+    """Users by pin vectors: setting ``(num_latest, blend[, temperature])`` of ``USER_QUERY_SETTINGS``."""
+
+    def users(targets: UserTargets, setting) -> MultiVectorScorer:
+        num_latest, blend = setting[:2]
+        temperature = setting[2] if len(setting) > 2 else DEFAULT_BLEND_TEMPERATURE
+        ptr, rows = targets.history.latest(num_latest)
+        return MultiVectorScorer(items, ptr, rows, blend=blend, temperature=temperature)
+
+    return users
+
+
+def pixie_generator(graph: BipartiteCSR, row_of_graph_pin: np.ndarray, num_items: int, num_candidates: int,
+                    seed: int) -> Callable[[int], Callable]:
+    """``steps -> generate(pins, weights)``: Pixie candidates as evaluation rows (pins off the graph skipped)."""
+    graph_row = np.full(num_items, -1, dtype=np.int64)
+    graph_row[row_of_graph_pin] = np.arange(graph.num_pins)
+
+    def generator(steps: int):
+        config = WalkConfig(num_steps=steps, seed=seed)
+
+        def generate(pins: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            in_graph = graph_row[pins] >= 0
+            if not in_graph.any():
+                return np.zeros(0, np.int64), np.zeros(0)
+            found, scores = pixie_candidates(graph, graph_row[pins][in_graph], weights[in_graph], config,
+                                             num_candidates)
+            return row_of_graph_pin[found], scores
+
+        return generate
+
+    return generator
+
+
+def pixie_users(generate: Callable, num_items: int) -> UserScorerFactory:
+    """Users by one Pixie walk from their ``num_latest`` latest pins, weighted 1, 1/2, 1/3, ... newest first."""
+
+    def users(targets: UserTargets, num_latest: int) -> CandidateScorer:
+        ptr, rows = targets.history.latest(num_latest)
+        position = np.arange(len(rows)) - np.repeat(ptr[:-1], np.diff(ptr))
+        weights = 1.0 / (1.0 + position)
+        owner = np.repeat(np.arange(len(ptr) - 1), np.diff(ptr))
+        queries = sp.csr_matrix((weights, (owner, rows)), shape=(len(ptr) - 1, num_items))
+        return CandidateScorer(generate, queries, num_items)
+
+    return users
 
 
 def results_table(methods: Sequence[MethodResult], *, ci_samples: int = 0, seed: int = 0) -> pd.DataFrame:

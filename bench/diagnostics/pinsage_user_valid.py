@@ -1,0 +1,160 @@
+"""Compare ways of turning a history into a user ranking on HetRec Last.fm, on VALID only (never TEST).
+
+    .venv/bin/python bench/diagnostics/pinsage_user_valid.py --vectors /tmp/pinsage_seed0.npy
+
+Trains one seed of the bench's primary PinSage (``bench/pinsage_quality.py``'s inputs, options and flags;
+``--vectors`` caches its embeddings, so a second call skips training), then scores the user next-save task
+on the VALID slice for every user setting of ``--settings`` for PinSage and content features, and the
+baselines' wider grids (item-kNN neighbor counts, Pixie's latest query pins). Prints one JSON line per
+(method, setting) and records nothing: docs/PINSAGE.md keeps what it decided.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from bench.pinsage_quality import (  # noqa: E402
+    DAY_S,
+    HETREC_PATH,
+    Variant,
+    public_inputs,
+    train_and_embed,
+)
+from embeddings.graph.walks import WalkConfig  # noqa: E402
+from embeddings.eval.scorers import EmbeddingScorer  # noqa: E402
+from embeddings.pinsage.evaluation import (  # noqa: E402
+    USER_QUERY_SETTINGS,
+    Evaluator,
+    embedding_users,
+    pixie_generator,
+    pixie_users,
+)
+from embeddings.pinsage.training import TrainingOptions  # noqa: E402
+
+
+def parse_setting(text: str) -> tuple:
+    """``200:softmax:0.1`` -> (200, "softmax", 0.1)."""
+    parts = text.split(":")
+    out: list = [int(parts[0]), parts[1]]
+    out += [float(p) for p in parts[2:]]
+    return tuple(out)
+
+
+def parse_walk(text: str) -> tuple:
+    """``20:100:0.05:sqrt:1`` -> (latest 20, top 100 neighbors, temperature 0.05, boost sqrt, recency on)."""
+    n, m, t, boost, recency = text.split(":")
+    return int(n), int(m), float(t), boost, bool(int(recency))
+
+
+class TransitionScorer:
+    """Each query pin's top-M cosine neighbours as a softmax distribution, summed over the user's pins.
+
+    ``boost="sqrt"``: Pixie's multi-hit boosting, ``(sum_q sqrt(w_q p_q(c)))^2``; ``"sum"``: ``sum_q w_q p_q(c)``.
+    Weights ``w_q`` are 1/(1 + position) (newest first) with ``recency``, else 1.
+    """
+
+    def __init__(self, items, ptr, rows, neighbors, temperature, boost, recency):
+        self.items, self.ptr, self.rows = items, ptr, rows
+        self.m, self.t, self.boost, self.recency = neighbors, temperature, boost, recency
+        self.num_items = len(items)
+
+    def __call__(self, users):
+        out = np.full((len(users), self.num_items), -np.inf, dtype=np.float32)
+        for i, u in enumerate(users):
+            q = self.rows[self.ptr[u]:self.ptr[u + 1]]
+            if not len(q):
+                continue
+            sims = self.items[q] @ self.items.T  # (n, N)
+            top = np.argpartition(-sims, self.m, axis=1)[:, :self.m]
+            s = np.take_along_axis(sims, top, axis=1) / self.t
+            p = np.exp(s - s.max(axis=1, keepdims=True))
+            p /= p.sum(axis=1, keepdims=True)
+            w = 1.0 / (1.0 + np.arange(len(q))) if self.recency else np.ones(len(q))
+            p *= w[:, None]
+            if self.boost == "sqrt":
+                p = np.sqrt(p)
+            score = np.zeros(self.num_items, dtype=np.float64)
+            np.add.at(score, top.ravel(), p.ravel())
+            row = np.where(score > 0, score, -np.inf)
+            out[i] = row
+        return out
+
+
+def transition_factory(vectors: np.ndarray):
+    items = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+
+    def users(targets, setting):
+        n, m, t, boost, recency = setting
+        ptr, rows = targets.history.latest(n)
+        return TransitionScorer(items, ptr, rows, m, t, boost, recency)
+
+    return users
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--vectors", type=Path, required=True, help=".npy cache of the trained embeddings")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--patience", type=int, default=3)
+    parser.add_argument("--settings", type=parse_setting, nargs="*",
+                        default=list(USER_QUERY_SETTINGS), help="user settings, e.g. 200:softmax:0.1")
+    parser.add_argument("--knn", type=int, nargs="*", default=[400, 1000, 3000])
+    parser.add_argument("--pixie-latest", type=int, nargs="*", default=[20, 50, 200])
+    parser.add_argument("--skip-content", action="store_true")
+    parser.add_argument("--walk-settings", type=parse_walk, nargs="*", default=[],
+                        help="latest:neighbors:temperature:boost:recency, e.g. 20:100:0.05:sqrt:1")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    torch.set_num_threads(2)
+    walk = WalkConfig(num_steps=5_000, top_t=50, band=(200, 500), num_band_samples=20)
+    inputs, data = public_inputs(HETREC_PATH, walk, 31 * DAY_S, 0)
+    evaluator = Evaluator(data)
+    if args.vectors.exists():
+        vectors = np.load(args.vectors)
+    else:
+        options = TrainingOptions(num_epochs=args.epochs, patience=args.patience, num_workers=1,
+                                  log_every_s=30.0, num_valid_pairs=20_000)
+        with tempfile.TemporaryDirectory(prefix="pinsage-user-valid-") as tmp:
+            vectors, summary = train_and_embed(inputs, Variant("pinsage importance", "importance", True, (args.seed,)),
+                                               args.seed, options, (256, 256), Path(tmp))
+        np.save(args.vectors, vectors)
+        print(json.dumps({"trained": {k: v for k, v in summary.items() if k != "history"}}), flush=True)
+
+    def show(method: str, setting, factory) -> None:
+        started = time.perf_counter()
+        result = evaluator.users(factory, setting, "valid")
+        print(json.dumps({"method": method, "setting": repr(setting),
+                          "valid_hr@10": round(float(result.metric("hr@10").mean()), 4),
+                          "valid_ndcg@10": round(float(result.metric("ndcg@10").mean()), 4),
+                          "seconds": round(time.perf_counter() - started, 1)}), flush=True)
+
+    embedded = {"pinsage": vectors} if args.skip_content else {"pinsage": vectors,
+                                                                "content": inputs.graph.features}
+    for method, vecs in embedded.items():
+        factory = embedding_users(EmbeddingScorer(vecs).items)
+        for setting in args.settings:
+            show(method, setting, factory)
+        walk_users = transition_factory(vecs)
+        for setting in args.walk_settings:
+            show(method + " transitions", setting, walk_users)
+    for k in args.knn:
+        show("item-kNN", k, evaluator.item_knn_users)
+    generate = pixie_generator(inputs.csr, np.arange(inputs.csr.num_pins), evaluator.data.num_items, 1000, 0)
+    pixie = pixie_users(generate(20_000), evaluator.data.num_items)  # Evaluator.pixie's defaults
+    for n in args.pixie_latest:
+        show("Pixie", n, pixie)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
