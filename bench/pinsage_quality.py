@@ -106,7 +106,7 @@ DEFAULT_ABLATIONS = ("mean", "t", "max-margin")
 # bench/diagnostics/pinsage_user_valid.py, docs/PINSAGE.md): on the user task item-kNN rises to a plateau at
 # 3,000 neighbors (6,000 and all 18,022 score the same), Pixie's query pins to one at 200 (500 the same),
 # and content features' soft maximum at temperature 0.2 (0.3 the same). The nightly evaluation keeps the
-# narrower defaults: 3,000 neighbors of 20k synthetic pins would hold ~60M similarities.
+# narrower defaults: 3,000 neighbors of each of 20k synthetic pins could hold up to 60M similarities.
 HETREC_USER_SETTINGS = (*USER_QUERY_SETTINGS, (200, "softmax", 0.2))
 HETREC_KNN_NEIGHBORS = (*KNN_NEIGHBORS, 1000, 3000)
 HETREC_PIXIE_LATEST = (*PIXIE_LATEST, 50, 200)
