@@ -15,7 +15,10 @@ from embeddings.pinsage.evaluation import (
     USER_TASK,
     EvaluationData,
     Evaluator,
+    embedding_users,
     evaluation_data_from_events,
+    pixie_generator,
+    pixie_users,
     results_table,
 )
 
@@ -113,3 +116,23 @@ def test_missing_slice_is_an_error():
         EvaluationData(num_items=1, users=np.zeros(1, np.int64), items=np.zeros(1, np.int64),
                        ts=np.zeros(1, "datetime64[s]"), labels=np.zeros(1, np.int8),
                        pairs={"valid": np.zeros((0, 2), np.int64)}, split={"valid": "v"})
+
+
+def test_grids_are_arguments_and_the_public_user_scorers_reproduce_the_tuned_results():
+    evaluator = Evaluator(literal_data())
+    only = evaluator.embeddings("good", COMMUNITY_VECTORS, user_settings=[(5, "softmax", 0.2)])
+    assert only.settings[USER_TASK] == (5, "softmax", 0.2)
+    again = evaluator.users(embedding_users(COMMUNITY_VECTORS), (5, "softmax", 0.2), "test")
+    np.testing.assert_array_equal(again.best_rank, only.results[(USER_TASK, "test")].best_rank)
+
+    knn = evaluator.item_knn(neighbor_counts=(2,))
+    again = evaluator.users(evaluator.item_knn_users, 2, "test")
+    np.testing.assert_array_equal(again.best_rank, knn.results[(USER_TASK, "test")].best_rank)
+    assert evaluator.item_knn_similarity(2) is evaluator.item_knn_similarity(2)  # fitted once per k
+
+    graph = BipartiteCSR.from_edges(np.arange(6), np.array([0, 0, 0, 1, 1, 1]), np.arange(6) + 100,
+                                    np.array([7, 8]))
+    pixie = evaluator.pixie(graph, np.arange(6), user_steps=400, latest=(3,))
+    generate = pixie_generator(graph, np.arange(6), 6, num_candidates=1000, seed=0)
+    again = evaluator.users(pixie_users(generate(400), 6), 3, "test")
+    np.testing.assert_array_equal(again.best_rank, pixie.results[(USER_TASK, "test")].best_rank)
