@@ -305,11 +305,27 @@ def format_summary(rows: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def walk_config(args: argparse.Namespace) -> WalkConfig:
+    """The PPR walks of ``--ppr-steps`` / ``--num-neighbors``, hard negatives from visit ranks 200-500."""
+    return WalkConfig(num_steps=args.ppr_steps, top_t=args.num_neighbors, band=(200, 500), num_band_samples=20)
+
+
+def training_options(args: argparse.Namespace) -> TrainingOptions:
+    """Every HetRec run's options. Early stopping watches every validation pair (HetRec: ~12.5k; 1,000 gave
+    ~30 hits, too noisy to stop on)."""
+    return TrainingOptions(num_epochs=args.epochs, patience=args.patience, num_workers=1, log_every_s=30.0,
+                           num_valid_pairs=args.valid_pairs)
+
+
+def hetrec_inputs(args: argparse.Namespace) -> tuple[Inputs, EvaluationData]:
+    """HetRec Last.fm as the flags describe it (``public_inputs``)."""
+    max_gap_s = None if args.max_gap_days <= 0 else args.max_gap_days * DAY_S
+    return public_inputs(Path(args.hetrec_path), walk_config(args), max_gap_s, args.max_train_pairs)
+
+
 def bench_hetrec(args: argparse.Namespace, variants: Sequence[Variant], options: TrainingOptions,
                  workdir: Path) -> tuple[dict, pd.DataFrame, dict]:
-    walk = WalkConfig(num_steps=args.ppr_steps, top_t=args.num_neighbors, band=(200, 500), num_band_samples=20)
-    max_gap_s = None if args.max_gap_days <= 0 else args.max_gap_days * DAY_S
-    inputs, data = public_inputs(Path(args.hetrec_path), walk, max_gap_s, args.max_train_pairs)
+    inputs, data = hetrec_inputs(args)
     evaluator = Evaluator(data)
     methods: dict[str, list[MethodResult]] = {}
     training: dict[str, list[dict]] = {}
@@ -361,8 +377,7 @@ def bench_synthetic(args: argparse.Namespace, options: TrainingOptions, workdir:
     saves = (actions == "save") & (day < np.datetime64(split.test_start))
     csr = train_graph(rows_of(pin_ids, events.column("pin_id").to_numpy()[saves]),
                       events.column("board_id").to_numpy()[saves], pin_ids)
-    walk = WalkConfig(num_steps=args.ppr_steps, top_t=args.num_neighbors, band=(200, 500), num_band_samples=20)
-    neighbors, weights, band, ppr_s = neighborhoods(csr, walk)
+    neighbors, weights, band, ppr_s = neighborhoods(csr, walk_config(args))
     features = content_features(pin_ids, pins.column("text").to_pylist())
     graph = PinGraph(pin_ids, features, neighbors, weights, band)
     pairs = positive_pairs(events, pin_ids, split, args.synthetic_gap_s)
@@ -429,7 +444,8 @@ def bars(hetrec: dict, syn: dict) -> dict[str, bool]:
     return out
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The bench's flags (bench/diagnostics/pinsage_user_valid.py takes them too)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 seed, 1 epoch, fewer pairs; records nothing")
     parser.add_argument("--hetrec-path", default=str(HETREC_PATH))
@@ -455,6 +471,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--synthetic-train-pairs", type=int, default=60_000)
     parser.add_argument("--synthetic-gap-s", type=float, default=1800.0)
     parser.add_argument("--synthetic-queries", type=int, default=2000)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.epochs, args.synthetic_epochs, args.valid_pairs = 1, 1, 1, 1000
@@ -465,10 +486,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     command = " ".join([".venv/bin/python", "bench/pinsage_quality.py", *(argv if argv is not None else sys.argv[1:])])
     seeds = tuple(range(args.seeds))
     variants = ablation_variants(args.ablations, seeds, args.ablation_seeds, args.loss, args.num_neighbors)
-    # Early stopping watches every validation pair (HetRec: ~12.5k; 1,000 gave ~30 hits, too noisy to
-    # stop on).
-    options = TrainingOptions(num_epochs=args.epochs, patience=args.patience, num_workers=1, log_every_s=30.0,
-                              num_valid_pairs=args.valid_pairs)
+    options = training_options(args)
 
     with tempfile.TemporaryDirectory(prefix="pinsage-quality-") as tmp:
         hetrec, table, stats = bench_hetrec(args, variants, options, Path(tmp))

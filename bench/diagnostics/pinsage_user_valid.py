@@ -2,15 +2,15 @@
 
     .venv/bin/python bench/diagnostics/pinsage_user_valid.py --vectors /tmp/pinsage_seed0.npy
 
-Trains one seed of the bench's primary PinSage (``bench/pinsage_quality.py``'s inputs, options and flags;
-``--vectors`` caches its embeddings, so a second call skips training), then scores the user next-save task
+Trains one seed of the bench's primary PinSage (``bench/pinsage_quality.py``'s inputs and options, set by
+the bench's own flags, e.g. ``--epochs``, ``--ppr-steps``; ``--vectors`` caches its embeddings, so a second
+call skips training), then scores the user next-save task
 on the VALID slice for every user setting of ``--settings`` for PinSage and content features, and the
 baselines' wider grids (item-kNN neighbor counts, Pixie's latest query pins). Prints one JSON line per
 (method, setting) and records nothing: docs/PINSAGE.md keeps what it decided.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -23,23 +23,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bench.pinsage_quality import (  # noqa: E402
-    DAY_S,
-    HETREC_PATH,
-    Variant,
-    public_inputs,
-    train_and_embed,
-)
-from embeddings.graph.walks import WalkConfig  # noqa: E402
+from bench.pinsage_quality import Variant, build_parser, hetrec_inputs, train_and_embed, training_options  # noqa: E402
 from embeddings.eval.scorers import EmbeddingScorer  # noqa: E402
 from embeddings.pinsage.evaluation import (  # noqa: E402
+    PIXIE_CANDIDATES,
+    PIXIE_USER_STEPS,
     USER_QUERY_SETTINGS,
     Evaluator,
     embedding_users,
     pixie_generator,
     pixie_users,
 )
-from embeddings.pinsage.training import TrainingOptions  # noqa: E402
 
 
 def parse_setting(text: str) -> tuple:
@@ -102,11 +96,10 @@ def transition_factory(vectors: np.ndarray):
 
 
 def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = build_parser()
+    parser.description = __doc__.splitlines()[0]
     parser.add_argument("--vectors", type=Path, required=True, help=".npy cache of the trained embeddings")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--patience", type=int, default=3)
     parser.add_argument("--settings", type=parse_setting, nargs="*",
                         default=list(USER_QUERY_SETTINGS), help="user settings, e.g. 200:softmax:0.1")
     parser.add_argument("--knn", type=int, nargs="*", default=[400, 1000, 3000])
@@ -117,17 +110,15 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(2)
-    walk = WalkConfig(num_steps=5_000, top_t=50, band=(200, 500), num_band_samples=20)
-    inputs, data = public_inputs(HETREC_PATH, walk, 31 * DAY_S, 0)
+    inputs, data = hetrec_inputs(args)
     evaluator = Evaluator(data)
     if args.vectors.exists():
         vectors = np.load(args.vectors)
     else:
-        options = TrainingOptions(num_epochs=args.epochs, patience=args.patience, num_workers=1,
-                                  log_every_s=30.0, num_valid_pairs=20_000)
+        variant = Variant("pinsage importance", "importance", True, (args.seed,), loss=args.loss)
         with tempfile.TemporaryDirectory(prefix="pinsage-user-valid-") as tmp:
-            vectors, summary = train_and_embed(inputs, Variant("pinsage importance", "importance", True, (args.seed,)),
-                                               args.seed, options, (256, 256), Path(tmp))
+            vectors, summary = train_and_embed(inputs, variant, args.seed, training_options(args),
+                                               (args.hidden_dim, args.embedding_dim), Path(tmp))
         np.save(args.vectors, vectors)
         print(json.dumps({"trained": {k: v for k, v in summary.items() if k != "history"}}), flush=True)
 
@@ -150,8 +141,9 @@ def main(argv: list[str]) -> None:
             show(method + " transitions", setting, walk_users)
     for k in args.knn:
         show("item-kNN", k, evaluator.item_knn_users)
-    generate = pixie_generator(inputs.csr, np.arange(inputs.csr.num_pins), evaluator.data.num_items, 1000, 0)
-    pixie = pixie_users(generate(20_000), evaluator.data.num_items)  # Evaluator.pixie's defaults
+    generate = pixie_generator(inputs.csr, np.arange(inputs.csr.num_pins), evaluator.data.num_items,
+                               PIXIE_CANDIDATES, 0)
+    pixie = pixie_users(generate(PIXIE_USER_STEPS), evaluator.data.num_items)
     for n in args.pixie_latest:
         show("Pixie", n, pixie)
 

@@ -65,6 +65,7 @@ USER_QUERY_SETTINGS: tuple[tuple, ...] = ((1, "max"), (5, "max"), (20, "max"), (
                                           (50, "softmax", 0.05), (200, "softmax", 0.05), (200, "softmax", 0.1))
 KNN_NEIGHBORS = (20, 100, 400)
 PIXIE_LATEST = (5, 20)
+PIXIE_ITEM_STEPS, PIXIE_USER_STEPS, PIXIE_CANDIDATES = 5000, 20000, 1000
 TUNING_METRIC = {ITEM_TASK: "hr@10", USER_TASK: "ndcg@10"}
 
 
@@ -183,9 +184,8 @@ class Evaluator:
 
     def item_knn(self, name: str = "item_knn", neighbor_counts: Sequence[int] = KNN_NEIGHBORS) -> MethodResult:
         """Item-kNN on co-engagement, the neighbor count chosen on validation (per task)."""
-        similarity = self.item_knn_similarity
         identity = sp.identity(self.data.num_items, format="csr")
-        return self._run(name, lambda k: SparseScorer(identity, similarity(k)), list(neighbor_counts),
+        return self._run(name, lambda k: SparseScorer(identity, self.item_knn_similarity(k)), list(neighbor_counts),
                          self.item_knn_users, list(neighbor_counts))
 
     def item_knn_similarity(self, k: int) -> sp.csr_matrix:
@@ -204,7 +204,8 @@ class Evaluator:
         return self._run(name, lambda _: scorer, ["distinct users"], lambda _t, _s: scorer, ["distinct users"])
 
     def pixie(self, graph: BipartiteCSR, row_of_graph_pin: np.ndarray, name: str = "pixie",
-              item_steps: int = 5000, user_steps: int = 20000, num_candidates: int = 1000,
+              item_steps: int = PIXIE_ITEM_STEPS, user_steps: int = PIXIE_USER_STEPS,
+              num_candidates: int = PIXIE_CANDIDATES,
               latest: Sequence[int] = PIXIE_LATEST, seed: int = 0) -> MethodResult:
         """Pixie walk candidates (``embeddings.graph.pixie``); pins outside the candidates rank last.
 
