@@ -30,8 +30,10 @@ Quality: ``embeddings.pinnersage.evaluation.compare_methods``: PinnerSage (top 3
 one nearest-neighbour list per medoid interleaved with importance-proportional shares:
 ``embeddings.pinnersage.retrieval``), the centroid ablation, the medoids under the other blends (max of
 cosines, importance-weighted sum, round robin), the last pin, the time-decayed average and k-means with a
-fixed k. Alpha (and k) and the importance decay lam (``--lams``, default ``LAM_GRID``; the decayed
-average's too) are tuned on VALID recall@50 per method; TEST is scored once with each choice.
+fixed k. Alpha (and k), the importance decay lam (``--lams``, default ``LAM_GRID``; the decayed
+average's too) and the pull of the queries toward the corpus direction (``--pulls``, default ``PULL_GRID``,
+every method alike: ``embeddings.pinnersage.retrieval.pull_queries``) are tuned on VALID recall@50 per
+method; TEST is scored once with each choice.
 The bar is read on the means and, separately, beyond noise: a paired bootstrap over the test users of the
 3 medoids minus each single-embedding baseline (``paired_comparison``), overall and, on synthetic data, per
 planted number of interests, beside the share of each group's targets that their own 3 most frequent topics
@@ -71,6 +73,7 @@ from embeddings.pinnersage.evaluation import (  # noqa: E402
     DEFAULT_BLEND,
     KMEANS_KS,
     LAM_GRID,
+    PULL_GRID,
     SINGLE_EMBEDDING_METHODS,
     EvaluationData,
     MethodResult,
@@ -247,6 +250,7 @@ def bench_synthetic(args: argparse.Namespace) -> dict:
     if inputs.item_topics is None or inputs.planted_interests is None:
         raise ValueError(f"the lake {lake} has no synthetic_pin_topics / synthetic_users: not a synthetic lake")
     evaluator = PinnerSageEvaluator(inputs.data, inputs.pin_vectors, item_topics=inputs.item_topics, lams=args.lams,
+                                    pulls=args.pulls,
                                     user_interests=inputs.user_interests, pin_topics=inputs.pin_topics)
     planted = inputs.planted_interests
     methods, out = evaluate_section(evaluator, args, groups=planted)
@@ -264,7 +268,7 @@ def bench_synthetic(args: argparse.Namespace) -> dict:
     rho = clusters_vs_interests(pinnersage.num_clusters["test"][known], planted[test_users][known])
     out["spearman_clusters_vs_planted_interests"] = {
         "rho": rho.rho, "pvalue": rho.pvalue, "users": rho.num_users,
-        "alpha": pinnersage.setting.alpha, "lam": pinnersage.setting.lam,
+        "alpha": pinnersage.setting.alpha, "lam": pinnersage.setting.lam, "pull": pinnersage.setting.pull,
         "clusters_per_user": {"median": float(np.median(pinnersage.num_clusters["test"])),
                               "p90": float(np.percentile(pinnersage.num_clusters["test"], 90))},
         "planted_interests_median": float(np.median(planted[test_users][known])),
@@ -308,7 +312,7 @@ def bench_hetrec(args: argparse.Namespace) -> dict:
                           labels=saves.labels, split={"valid": "per-user split valid (last 20% before test)",
                                                       "test": "per-user split test (each user's last 20% of saves)"},
                           mode="window", max_users=args.max_users, seed=args.seed)
-    evaluator = PinnerSageEvaluator(data, vectors, lams=args.lams)
+    evaluator = PinnerSageEvaluator(data, vectors, lams=args.lams, pulls=args.pulls)
     _, out = evaluate_section(evaluator, args)
     out["paired_markdown"] = format_paired(pd.DataFrame(out["paired_recall@50"]), group_label="users")
     print("\nTEST recall@50 x100 of the 3 medoids and paired differences:\n" + out["paired_markdown"])
@@ -373,6 +377,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--alphas", type=float, nargs="+", default=ALPHA_GRID, help="Ward thresholds tried on VALID")
     parser.add_argument("--lams", type=float, nargs="+", default=LAM_GRID,
                         help="importance decays per day tried on VALID (PinnerSage, decayed average, k-means)")
+    parser.add_argument("--pulls", type=float, nargs="+", default=PULL_GRID,
+                        help="pulls of the queries toward the corpus direction tried on VALID (every method)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--ci-samples", type=int, default=1000, help="bootstrap resamples of the table's CIs")
     args = parser.parse_args(argv)
@@ -411,7 +417,7 @@ def main(argv: Sequence[str] | None = None) -> None:
               "window_days": metrics.get("synthetic", {}).get("world", {}).get("window_days"),
               "holdout_days": args.holdout_days, "max_users_per_slice": args.max_users, "seed": args.seed,
               "mode": "window", "alpha_grid": list(args.alphas), "kmeans_ks": list(KMEANS_KS),
-              "num_query_vectors": 3, "blend": DEFAULT_BLEND, "lam_grid": list(args.lams), "max_actions": 500,
+              "num_query_vectors": 3, "blend": DEFAULT_BLEND, "lam_grid": list(args.lams), "pull_grid": list(args.pulls), "max_actions": 500,
               "tuning_metric": "recall@50", "ci_samples": args.ci_samples, "hetrec_epochs_cap": args.hetrec_epochs,
               "speed": {"users_per_m": SPEED_USERS, "dim": 256, "passes": 3, "blas_threads": 1}}
     lines, datasets = [], []

@@ -15,7 +15,8 @@ synthetic data, and lineage tags (ds, input partitions, code version, Airflow id
 The evaluation clusters each user's history before the held-out slice (the job's ``user_medoids`` include
 those days, so they cannot be scored without leaking the targets); it uses the job's cap, chooses alpha and
 the importance decay lambda on VALID (``--lams``, default ``LAM_GRID`` plus the job's lambda; the decayed
-average and k-means choose theirs the same way) and logs whether those choices differ from the job's.
+average and k-means choose theirs the same way), and the pull of every method's queries toward the corpus
+direction (``--pulls``, default ``PULL_GRID``), and logs whether those choices differ from the job's.
 Nothing is written to the lake; a rerun of the same ds logs a new run.
 """
 
@@ -53,6 +54,8 @@ class EvaluatePinnerSageConfig:
         max_users: users scored per slice (seeded sample; 0 = all).
         alphas, kmeans_ks: the grids tuned on VALID.
         lams: importance decays per day tuned on VALID (default ``LAM_GRID``); the job's is always tried.
+        pulls: pulls of the queries toward the corpus direction tuned on VALID by every method (default
+            ``PULL_GRID``; ``embeddings.pinnersage.retrieval.pull_queries``).
         ablation_blends: blends of the medoids reported besides PinnerSage's own.
         ci_samples: bootstrap resamples of the table's confidence intervals (0: none).
         seed: seeds the samples, k-means and the bootstrap.
@@ -68,17 +71,19 @@ class EvaluatePinnerSageConfig:
     alphas: tuple[float, ...] = field(default=())
     kmeans_ks: tuple[int, ...] = field(default=())
     lams: tuple[float, ...] = field(default=())
+    pulls: tuple[float, ...] = field(default=())
     ablation_blends: tuple[str, ...] = ("max", "sum", "round_robin")
     ci_samples: int = 200
     seed: int = 0
 
     def __post_init__(self) -> None:
-        from embeddings.pinnersage.evaluation import ALPHA_GRID, KMEANS_KS, LAM_GRID, PINNERSAGE_BLENDS
+        from embeddings.pinnersage.evaluation import ALPHA_GRID, KMEANS_KS, LAM_GRID, PINNERSAGE_BLENDS, PULL_GRID
 
         object.__setattr__(self, "ds", parse_ds(self.ds))
         object.__setattr__(self, "alphas", tuple(self.alphas) or ALPHA_GRID)
         object.__setattr__(self, "kmeans_ks", tuple(self.kmeans_ks) or KMEANS_KS)
         object.__setattr__(self, "lams", tuple(float(v) for v in self.lams) or LAM_GRID)
+        object.__setattr__(self, "pulls", tuple(float(v) for v in self.pulls) or PULL_GRID)
         if min(self.valid_days, self.test_days) < 1:
             raise ValueError(f"valid_days and test_days must be >= 1 (got {self.valid_days}, {self.test_days})")
         if self.max_users < 0 or self.ci_samples < 0:
@@ -151,7 +156,7 @@ def run(config: EvaluatePinnerSageConfig) -> EvaluatePinnerSageResult:
     lams = tuple(sorted({*config.lams, job_lam}))
     evaluator = PinnerSageEvaluator(inputs.data, inputs.pin_vectors, item_topics=inputs.item_topics,
                                     user_interests=inputs.user_interests, pin_topics=inputs.pin_topics,
-                                    lam=job_lam, lams=lams,
+                                    lam=job_lam, lams=lams, pulls=config.pulls,
                                     max_actions=int(job_params["max_actions"]))
     methods = compare_methods(evaluator, alphas=config.alphas, kmeans_ks=config.kmeans_ks,
                               ablation_blends=config.ablation_blends, seed=config.seed)
@@ -182,7 +187,8 @@ def run(config: EvaluatePinnerSageConfig) -> EvaluatePinnerSageResult:
             "job": job_params,
             "evaluation": {"valid_days": config.valid_days, "test_days": config.test_days, "mode": "window",
                            "max_users": config.max_users, "alphas": list(config.alphas),
-                           "kmeans_ks": list(config.kmeans_ks), "lams": list(lams), "blend": DEFAULT_BLEND,
+                           "kmeans_ks": list(config.kmeans_ks), "lams": list(lams),
+                           "pulls": list(config.pulls), "blend": DEFAULT_BLEND,
                            "ablation_blends": list(config.ablation_blends), "num_query_vectors": 3,
                            "tuning_metric": evaluator.tuning_metric, "ci_samples": config.ci_samples,
                            "seed": config.seed},
@@ -192,6 +198,7 @@ def run(config: EvaluatePinnerSageConfig) -> EvaluatePinnerSageResult:
             "eval.alpha_matches_job": str(pinnersage.setting.alpha == float(job_params["alpha"])),
             "eval.lam_chosen_on_valid": repr(pinnersage.setting.lam),
             "eval.lam_matches_job": str(pinnersage.setting.lam == job_lam),
+            "eval.pull_chosen_on_valid": repr(pinnersage.setting.pull),
             **{f"eval.setting.{m.name}": repr(m.setting) for m in methods},
             "eval.beats_single_embedding_beyond_noise": str(bool(overall["beats"].all())),
         })
@@ -247,6 +254,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                         "VALID (default: KMEANS_KS)")
     parser.add_argument("--lams", type=float, nargs="+", default=(), help="importance decays per day tried on "
                         "VALID (default: LAM_GRID); the job's lambda is always among them")
+    parser.add_argument("--pulls", type=float, nargs="+", default=(), help="pulls of every method's queries "
+                        "toward the corpus direction tried on VALID (default: PULL_GRID)")
     parser.add_argument("--ablation-blends", nargs="*", default=("max", "sum", "round_robin"))
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -255,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         lake_uri=args.lake_uri, ds=args.ds, tracking_uri=args.tracking_uri, artifact_root=args.artifact_root,
         valid_days=args.valid_days, test_days=args.test_days, max_users=args.max_users,
         ci_samples=args.ci_samples, alphas=tuple(args.alphas), kmeans_ks=tuple(args.kmeans_ks),
-        lams=tuple(args.lams), ablation_blends=tuple(args.ablation_blends), seed=args.seed,
+        lams=tuple(args.lams), pulls=tuple(args.pulls), ablation_blends=tuple(args.ablation_blends), seed=args.seed,
     ))
 
 

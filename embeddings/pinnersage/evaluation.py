@@ -73,7 +73,7 @@ from embeddings.pinnersage.medoids import (
     timestamps_us,
     user_clusters,
 )
-from embeddings.pinnersage.retrieval import InterleavedScorer
+from embeddings.pinnersage.retrieval import InterleavedScorer, mean_direction, pull_queries
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,11 @@ KMEANS_KS: tuple[int, ...] = (2, 3, 5, 8)
 # choice, the decayed average, k-means' top 3): none, the paper's 0.01 (the job's default), and faster ones
 # (half-lives of 7 days, 2.3 days, 17 hours); with drifting interests a faster decay keeps today's in the top 3.
 LAM_GRID: tuple[float, ...] = (0.0, 0.01, 0.1, 0.3, 1.0)
+# Pull of every method's queries toward the corpus direction (retrieval.pull_queries), tried on VALID by every
+# method alike: none, and two strengths. On the 90-day world's VALID slice (2026-12-05) the medoids peaked
+# near 0.7, the centroids near 0.5, the last pin near 0.7, and the decayed average, already leaning that way,
+# at 0 (docs/PINNERSAGE.md, "Why the average led").
+PULL_GRID: tuple[float, ...] = (0.0, 0.35, 0.7)
 EVAL_KS: tuple[int, ...] = (10, 50, 100)
 TUNING_METRIC = "recall@50"  # the issue's bar (held-out recall@50)
 NUM_QUERY_VECTORS = 3  # medoids (or centroids) a user retrieves with (PinnerSage, KDD'20, 4.1)
@@ -247,33 +252,50 @@ class EvaluationData:
 # ---- settings tuned on validation ---------------------------------------------------------------
 
 
+def _pull_text(pull: float) -> str:
+    return f" pull={pull:g}" if pull else ""
+
+
 class WardSetting(NamedTuple):
-    """PinnerSage's (and the centroid ablation's) setting: Ward's threshold and the importance decay."""
+    """PinnerSage's (and the centroid ablation's) setting: Ward's threshold, the importance decay and the
+    pull of the queries toward the corpus direction (``retrieval.pull_queries``; 0: none)."""
 
     alpha: float
     lam: float
+    pull: float = 0.0
 
     def __repr__(self) -> str:
-        return f"alpha={self.alpha:g} lam={self.lam:g}"
+        return f"alpha={self.alpha:g} lam={self.lam:g}" + _pull_text(self.pull)
 
 
 class KMeansSetting(NamedTuple):
-    """The k-means baseline's setting: the fixed k and the importance decay of its top 3."""
+    """The k-means baseline's setting: the fixed k, the importance decay of its top 3 and the pull."""
 
     k: int
     lam: float
+    pull: float = 0.0
 
     def __repr__(self) -> str:
-        return f"k={self.k} lam={self.lam:g}"
+        return f"k={self.k} lam={self.lam:g}" + _pull_text(self.pull)
 
 
 class DecaySetting(NamedTuple):
-    """The time-decayed average's setting: its decay per day."""
+    """The time-decayed average's setting: its decay per day and the pull."""
 
     lam: float
+    pull: float = 0.0
 
     def __repr__(self) -> str:
-        return f"lam={self.lam:g}"
+        return f"lam={self.lam:g}" + _pull_text(self.pull)
+
+
+class LastPinSetting(NamedTuple):
+    """The last pin's setting: only the pull."""
+
+    pull: float = 0.0
+
+    def __repr__(self) -> str:
+        return "last pin" + _pull_text(self.pull)
 
 
 # ---- user representations ----------------------------------------------------------------------
@@ -295,6 +317,12 @@ class UserVectors:
     vectors: np.ndarray
     weights: np.ndarray
     num_clusters: np.ndarray
+
+    def pulled(self, direction: np.ndarray, pull: float) -> UserVectors:
+        """The same users with every vector pulled toward ``direction`` (``retrieval.pull_queries``)."""
+        if pull == 0 or not len(self.vectors):
+            return self
+        return dataclasses.replace(self, vectors=pull_queries(self.vectors, direction, pull))
 
     def scorer(self, pin_vectors: np.ndarray, blend: str = "max", *, seen: sp.csr_matrix | None = None,
                depth: int = max(EVAL_KS)) -> MultiVectorScorer | InterleavedScorer:
@@ -695,6 +723,8 @@ class PinnerSageEvaluator:
         lam, max_actions: PinnerSage's decay per day (the job's) and cap, shared by every method that uses them.
         lams: decays per day tried on validation by every method that weighs actions by age (default:
             ``lam`` only); each method's setting then pairs its own parameter with one of them.
+        pulls: pulls of the queries toward the corpus direction tried on validation by every method
+            (``retrieval.pull_queries``; default: 0 only, the queries as they are).
     """
 
     def __init__(self, data: EvaluationData, pin_vectors: np.ndarray, *, item_topics: np.ndarray | None = None,
@@ -702,7 +732,7 @@ class PinnerSageEvaluator:
                  lam: float = DEFAULT_DECAY_PER_DAY, max_actions: int = DEFAULT_MAX_ACTIONS,
                  lams: Sequence[float] | None = None, diversity_k: int = DIVERSITY_K,
                  user_interests: Mapping[str, sp.csr_matrix] | None = None, pin_topics: sp.csr_matrix | None = None,
-                 chunk_size: int | None = None) -> None:
+                 chunk_size: int | None = None, pulls: Sequence[float] = (0.0,)) -> None:
         self.pin_vectors = unit_rows(pin_vectors, "pin vectors")
         if len(self.pin_vectors) != data.num_items:
             raise ValueError(f"pin_vectors have {len(self.pin_vectors)} rows but the evaluation data has "
@@ -728,6 +758,11 @@ class PinnerSageEvaluator:
         for v in self.lams:
             if not np.isfinite(v) or v < 0:
                 raise ValueError(f"lams (importance decays per day) must be finite and >= 0, got {self.lams}")
+        self.pulls = tuple(float(v) for v in (pulls or (0.0,)))
+        for v in self.pulls:
+            if not np.isfinite(v) or v < 0:
+                raise ValueError(f"pulls (toward the corpus direction) must be finite and >= 0, got {self.pulls}")
+        self.direction = mean_direction(self.pin_vectors) if any(self.pulls) else None
         self.max_actions = max_actions
         self.diversity_k = diversity_k
         self.chunk_size = chunk_size
@@ -756,16 +791,28 @@ class PinnerSageEvaluator:
         return result
 
     def run(self, name: str, build: VectorBuilder, settings: Sequence[Hashable], blend: str = "max") -> MethodResult:
-        """Tune ``settings`` on the validation slice, then score the test slice once with the choice."""
+        """Tune ``settings`` on the validation slice, then score the test slice once with the choice.
+
+        A setting with a ``pull`` field has the vectors ``build`` returns pulled toward the corpus direction
+        (``UserVectors.pulled``); ``build`` itself never sees the pull.
+        """
         if blend not in PINNERSAGE_BLENDS:
             raise ValueError(f"blend must be one of {PINNERSAGE_BLENDS}, got {blend!r}")
         started = time.perf_counter()
         settings = list(settings)
         built: dict[Hashable, UserVectors] = {}
 
+        def make(history: UserHistory, users: np.ndarray, setting: Hashable) -> UserVectors:
+            pull = getattr(setting, "pull", 0.0)
+            if not pull:
+                return build(history, users, setting)
+            if self.direction is None:
+                self.direction = mean_direction(self.pin_vectors)
+            return build(history, users, setting._replace(pull=0.0)).pulled(self.direction, pull)
+
         def on_valid(setting: Hashable) -> RankingMetrics:
             s = self.slices["valid"]
-            built[setting] = build(s.history, s.users(), setting)
+            built[setting] = make(s.history, s.users(), setting)
             return self.evaluate(built[setting], "valid", blend)
 
         tuning = tune_on_validation(settings, on_valid, self.tuning_metric)
@@ -775,7 +822,7 @@ class PinnerSageEvaluator:
                 vectors = built[tuning.best]
             else:
                 s = self.slices[slice_name]
-                vectors = build(s.history, s.users(), tuning.best)
+                vectors = make(s.history, s.users(), tuning.best)
             results[slice_name] = self.evaluate(vectors, slice_name, blend, diversity=True)
             clusters[slice_name] = vectors.num_clusters[results[slice_name].query_ids]
         seconds = time.perf_counter() - started
@@ -811,7 +858,8 @@ class PinnerSageEvaluator:
                     clusters=clusters)
             return self._vectors[key]
 
-        return self.run(name, build, [WardSetting(float(a), lam) for a in alphas for lam in self.lams], blend)
+        return self.run(name, build, [WardSetting(float(a), lam, pull) for a in alphas for lam in self.lams
+                                      for pull in self.pulls], blend)
 
     def centroid(self, name: str = "pinnersage_centroid", alphas: Sequence[float] = ALPHA_GRID,
                  blend: str = DEFAULT_BLEND) -> MethodResult:
@@ -820,13 +868,13 @@ class PinnerSageEvaluator:
 
     def last_pin(self, name: str = "last_pin") -> MethodResult:
         return self.run(name, lambda history, users, _: last_pin_vectors(history, self.pin_vectors, users),
-                        ["last pin"])
+                        [LastPinSetting(pull) for pull in self.pulls])
 
     def decayed_average(self, name: str = "decayed_average") -> MethodResult:
         """The time-decayed average, its ``DecaySetting(lam)`` chosen on validation over ``self.lams``."""
         return self.run(name, lambda history, users, setting: decayed_average_vectors(
             history, self.pin_vectors, users, lam=setting.lam, max_actions=self.max_actions),
-            [DecaySetting(lam) for lam in self.lams])
+            [DecaySetting(lam, pull) for lam in self.lams for pull in self.pulls])
 
     def kmeans(self, name: str = "kmeans", num_clusters: Sequence[int] = KMEANS_KS, blend: str = DEFAULT_BLEND,
                num_vectors: int = NUM_QUERY_VECTORS, seed: int = 0) -> MethodResult:
@@ -838,7 +886,8 @@ class PinnerSageEvaluator:
             return kmeans_vectors(history, self.pin_vectors, users, num_clusters=setting.k, lam=setting.lam,
                                   max_actions=self.max_actions, num_vectors=num_vectors, seed=seed, clusters=clusters)
 
-        return self.run(name, build, [KMeansSetting(int(k), lam) for k in num_clusters for lam in self.lams], blend)
+        return self.run(name, build, [KMeansSetting(int(k), lam, pull) for k in num_clusters for lam in self.lams
+                                      for pull in self.pulls], blend)
 
 
 def results_table(methods: Sequence[MethodResult], *, ci_samples: int = 0, seed: int = 0) -> pd.DataFrame:

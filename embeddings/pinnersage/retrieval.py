@@ -14,6 +14,13 @@ several medoids keeps its earliest position.
 
 ``InterleavedScorer`` turns this into a full ranking that ``evaluate_users`` can score: the merged
 candidates first, in merged order, then every other pin by its best cosine to any medoid.
+
+``pull_queries`` moves each query a share ``pull`` of the way toward the corpus direction (``mean_direction``,
+the unit mean of every pin embedding) before the search: ``unit(unit(q) + pull * m)``. A single pin's
+neighbours are pins like it, whatever their popularity, whereas the mean of many pins leans toward the pins
+near the corpus mean, which in PinSage space are the popular ones (docs/PINNERSAGE.md, "Why the average led").
+The pull gives any query that lean by a setting: 0 leaves the query as it is. The evaluation tunes it on the
+validation slice for every method alike, and the retrieval service applies the value it is configured with.
 """
 
 from __future__ import annotations
@@ -24,6 +31,45 @@ import scipy.sparse as sp
 from embeddings.eval.scorers import unit_rows, vector_chunks
 
 WEIGHTINGS = ("importance", "uniform")
+
+
+def mean_direction(item_vectors: np.ndarray) -> np.ndarray:
+    """(d,) float64 unit mean of the unit rows of ``item_vectors`` (N, d): the corpus direction of ``pull_queries``.
+
+    Raises:
+        ValueError: a row is not finite, or the mean is zero (no direction to pull toward).
+    """
+    mean = unit_rows(item_vectors, "item vectors").astype(np.float64).mean(axis=0)
+    norm = np.linalg.norm(mean)
+    if not norm > 1e-12:
+        raise ValueError("the item vectors average to zero: there is no corpus direction to pull queries toward")
+    return mean / norm
+
+
+def pull_queries(queries: np.ndarray, direction: np.ndarray, pull: float) -> np.ndarray:
+    """(k, d) float32 ``unit(unit(q) + pull * direction)`` for each query row ``q``.
+
+    Args:
+        queries: (k, d) finite query vectors (medoids, centroids, averages, ...); any norm.
+        direction: (d,) unit vector (``mean_direction`` of the index).
+        pull: share of the direction added to each unit query, >= 0 (0: the unit queries unchanged).
+
+    Raises:
+        ValueError: ``pull`` is negative or not finite, the shapes disagree, or a pulled query is zero.
+    """
+    if not np.isfinite(pull) or pull < 0:
+        raise ValueError(f"pull must be finite and >= 0, got {pull}")
+    queries = unit_rows(queries, "query vectors").astype(np.float64)
+    direction = np.asarray(direction, dtype=np.float64)
+    if direction.shape != (queries.shape[1],):
+        raise ValueError(f"direction must have shape ({queries.shape[1]},), got {direction.shape}")
+    if pull == 0:
+        return queries.astype(np.float32)
+    pulled = queries + pull * direction[None, :]
+    norms = np.linalg.norm(pulled, axis=1, keepdims=True)
+    if (norms <= 1e-12).any():
+        raise ValueError(f"a query points exactly away from the corpus direction and vanishes at pull {pull}")
+    return (pulled / norms).astype(np.float32)
 
 
 def interleave_lists(lists: np.ndarray, weights: np.ndarray, num: int | None = None) -> np.ndarray:

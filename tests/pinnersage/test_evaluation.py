@@ -7,8 +7,11 @@ import scipy.sparse as sp
 from embeddings.data.engagement import TEST, TRAIN, VALID
 from embeddings.pinnersage.evaluation import (
     EvaluationData,
+    KMeansSetting,
+    LastPinSetting,
     PinnerSageEvaluator,
     UserHistory,
+    WardSetting,
     ablation_table,
     clusters_vs_interests,
     compare_methods,
@@ -125,7 +128,7 @@ def test_centroid_ablation_uses_the_same_clusters_with_their_mean_vectors(world)
 
 def test_kmeans_baseline_tunes_k_on_validation(world):
     kmeans = world.kmeans(num_clusters=(2, 3))
-    assert kmeans.setting == (3, 0.01) and kmeans.setting.k == 3
+    assert kmeans.setting == KMeansSetting(3, 0.01) and kmeans.setting.k == 3
     assert [s.k for s, _ in kmeans.tuning] == [2, 3] and kmeans.tuning[1][1] > kmeans.tuning[0][1]
     assert kmeans.results["test"].mean()["recall@3"] == pytest.approx(1.0)
 
@@ -174,14 +177,14 @@ def test_compare_methods_reports_every_method_and_blend_in_the_ablation_table(wo
     assert table.loc["pinnersage", "test_topic_entropy@3"] == pytest.approx(np.log2(3))
     assert table.loc["last_pin", "test_recall@3"] == pytest.approx(1 / 3)
     assert table.loc["pinnersage", "test_clusters_per_user_median"] == 3.0
-    assert table.loc["pinnersage", "valid_tuning_metric"] == pytest.approx(dict(methods[0].tuning)[(1.0, 0.01)])
+    assert table.loc["pinnersage", "valid_tuning_metric"] == pytest.approx(dict(methods[0].tuning)[WardSetting(1.0, 0.01)])
 
 
 def test_alpha_is_chosen_on_validation_and_test_is_scored_once_with_it():
     vectors = _angles([0, 30, 60, -1, 34, 62])  # rows: H0, H30, H60, A, B, D
     evaluator = PinnerSageEvaluator(_alpha_world(), vectors, ks=(1,), tuning_metric="recall@1")
     result = evaluator.pinnersage(alphas=(0.3, 1.5), blend="max")
-    assert result.tuning == [((0.3, 0.01), 1.0), ((1.5, 0.01), 0.0)]
+    assert result.tuning == [(WardSetting(0.3, 0.01), 1.0), (WardSetting(1.5, 0.01), 0.0)]
     assert result.setting.alpha == 0.3
     assert result.results["valid"].mean()["recall@1"] == 1.0
     assert result.results["test"].mean()["recall@1"] == 0.0
@@ -210,13 +213,13 @@ def test_the_importance_decay_is_chosen_on_validation_for_every_method_that_uses
     data, vectors = _drift_world()
     evaluator = PinnerSageEvaluator(data, vectors, ks=(1,), tuning_metric="recall@1", lams=(0.01, 0.3))
     top1 = evaluator.pinnersage(alphas=(0.5,), blend="max", num_vectors=1)
-    assert top1.tuning == [((0.5, 0.01), 0.0), ((0.5, 0.3), 1.0)]
-    assert top1.setting == (0.5, 0.3) and repr(top1.setting) == "alpha=0.5 lam=0.3"
+    assert top1.tuning == [(WardSetting(0.5, 0.01), 0.0), (WardSetting(0.5, 0.3), 1.0)]
+    assert top1.setting == WardSetting(0.5, 0.3) and repr(top1.setting) == "alpha=0.5 lam=0.3"
     assert top1.results["test"].mean()["recall@1"] == 1.0 and top1.num_clusters["test"].tolist() == [2]
     average = evaluator.decayed_average()
     assert [(s.lam, v) for s, v in average.tuning] == [(0.01, 0.0), (0.3, 1.0)] and repr(average.setting) == "lam=0.3"
     kmeans = evaluator.kmeans(num_clusters=(2,), blend="max", num_vectors=1)
-    assert kmeans.setting == (2, 0.3) and kmeans.results["test"].mean()["recall@1"] == 1.0
+    assert kmeans.setting == KMeansSetting(2, 0.3) and kmeans.results["test"].mean()["recall@1"] == 1.0
     # one decay only (the job's): the old interest leads and the test target is missed
     single = PinnerSageEvaluator(data, vectors, ks=(1,), tuning_metric="recall@1", lam=0.01)
     assert single.lams == (0.01,)
@@ -363,3 +366,26 @@ def test_the_average_falls_between_interests_and_the_medoids_do_not():
         PinnerSageEvaluator(data, vectors, user_interests={"valid": interests, "test": interests})
     with pytest.raises(ValueError, match="for slice 'test'"):
         PinnerSageEvaluator(data, vectors, item_topics=topics, user_interests={"valid": interests})
+
+
+def test_the_pull_toward_the_corpus_direction_is_chosen_on_validation_for_every_method():
+    # H at 0 degrees is the history; B (20) is its nearest pin, the target T (50) lies toward the other pins
+    # (80-100 degrees), so only a query pulled toward the corpus direction (about 70 degrees) ranks T first.
+    vectors = _angles([0, 20, 50, 80, 85, 90, 95, 100])
+    data = EvaluationData(num_items=8, users=np.zeros(3, np.int64), items=np.array([0, 2, 1]),
+                          ts=DAY0 + np.arange(3) * DAY, labels=np.array([TRAIN, VALID, TEST]), split=SPLIT)
+    evaluator = PinnerSageEvaluator(data, vectors, ks=(1,), tuning_metric="recall@1", pulls=(0.0, 2.0))
+    last = evaluator.last_pin()
+    assert last.tuning == [(LastPinSetting(0.0), 0.0), (LastPinSetting(2.0), 1.0)]
+    assert repr(last.setting) == "last pin pull=2"
+    average = evaluator.decayed_average()
+    assert [(s.pull, v) for s, v in average.tuning] == [(0.0, 0.0), (2.0, 1.0)]
+    medoids = evaluator.pinnersage(alphas=(1.0,), blend="max")
+    assert medoids.setting == WardSetting(1.0, 0.01, 2.0) and repr(medoids.setting) == "alpha=1 lam=0.01 pull=2"
+    # TEST once, with the pull: the history is H and T; pulled, T's query ranks a corpus pin above B
+    assert medoids.results["test"].mean()["recall@1"] == 0.0
+    # without a pull grid nothing moves: the queries are the vectors themselves
+    plain = PinnerSageEvaluator(data, vectors, ks=(1,), tuning_metric="recall@1").last_pin()
+    assert plain.tuning == [(LastPinSetting(0.0), 0.0)] and repr(plain.setting) == "last pin"
+    with pytest.raises(ValueError, match="pulls"):
+        PinnerSageEvaluator(data, vectors, pulls=(-1.0,))

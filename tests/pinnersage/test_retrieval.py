@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from embeddings.pinnersage.retrieval import InterleavedScorer, interleave_lists
+from embeddings.pinnersage.retrieval import InterleavedScorer, interleave_lists, mean_direction, pull_queries
 
 
 def test_equal_weights_give_a_round_robin():
@@ -84,3 +84,26 @@ def test_bad_arguments_are_refused():
         InterleavedScorer(pins, np.array([0, 2]), pins[:1], np.ones(1), depth=2)
     with pytest.raises(ValueError, match="seen"):
         InterleavedScorer(pins, np.array([0, 1]), pins[:1], np.ones(1), depth=2, seen=sp.csr_matrix((2, 9)))
+
+
+def test_mean_direction_is_the_unit_mean_of_the_unit_rows():
+    np.testing.assert_allclose(mean_direction(np.array([[2.0, 0.0], [0.0, 0.5]])), [2 ** -0.5, 2 ** -0.5])
+    with pytest.raises(ValueError, match="average to zero"):
+        mean_direction(np.array([[1.0, 0.0], [-3.0, 0.0]]))
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        mean_direction(np.array([[1.0, np.nan]]))
+
+
+def test_pull_moves_each_unit_query_toward_the_direction():
+    queries = np.array([[3.0, 0.0], [0.0, -1.0]])
+    up = np.array([0.0, 1.0])
+    np.testing.assert_allclose(pull_queries(queries, up, 0.0), [[1, 0], [0, -1]])
+    pulled = pull_queries(queries[:1], up, 1.0)
+    np.testing.assert_allclose(pulled[0], [2 ** -0.5, 2 ** -0.5], rtol=1e-6)
+    assert pulled.dtype == np.float32
+    with pytest.raises(ValueError, match="vanishes"):  # (0, -1) + 1 * (0, 1) = 0
+        pull_queries(queries[1:], up, 1.0)
+    with pytest.raises(ValueError, match="pull must be finite and >= 0"):
+        pull_queries(queries, up, -0.5)
+    with pytest.raises(ValueError, match="direction must have shape"):
+        pull_queries(queries, np.ones(3), 0.5)
