@@ -60,6 +60,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--index-uri", default=settings.index_uri)
     parser.add_argument("--lake-uri", default=settings.lake_uri)
     sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--pinnersage-pull", type=float, default=0.0,
+                        help="pull of each medoid query toward the index's corpus direction (0: the medoids as "
+                        "they are); the nightly evaluation's choice is its MLflow tag eval.pull_chosen_on_valid")
     http = sub.add_parser("http", help="serve the JSON API on 127.0.0.1")
     http.add_argument("--host", default="127.0.0.1")
     http.add_argument("--port", type=int, default=8765)
@@ -71,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         one.add_argument("--json", action="store_true", help="print the raw response")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    retriever = Retriever(args.index_uri, args.lake_uri)
+    retriever = Retriever(args.index_uri, args.lake_uri, pinnersage_pull=args.pinnersage_pull)
     retriever.reload()
     if args.command == "http":
         retriever.snapshot  # noqa: B018 (fail now, loudly, when nothing could be loaded)

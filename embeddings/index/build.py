@@ -129,6 +129,16 @@ def hnsw_of(index: faiss.Index) -> faiss.IndexHNSW:
     return faiss.downcast_index(faiss.downcast_index(index).index)
 
 
+def stored_mean(index: faiss.Index, chunk: int = 65_536) -> np.ndarray:
+    """(d,) float64 mean of the vectors stored in an ``IndexIDMap2(HNSW)`` (decoded, for SQ8), read in chunks of
+    ``chunk`` so a large index is never copied whole; zeros for an empty index."""
+    hnsw = hnsw_of(index)
+    total = np.zeros(hnsw.d, np.float64)
+    for start in range(0, hnsw.ntotal, chunk):
+        total += hnsw.reconstruct_n(start, min(chunk, hnsw.ntotal - start)).sum(axis=0, dtype=np.float64)
+    return total / max(hnsw.ntotal, 1)
+
+
 def set_ef_search(index: faiss.Index, ef_search: int) -> None:
     hnsw_of(index).hnsw.efSearch = int(ef_search)
 

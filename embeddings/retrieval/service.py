@@ -5,7 +5,9 @@ file against the version's manifest, and loads:
 
 * the ``pinsage`` index: related pins (by pin id) and PinnerSage queries (the user's top-3 medoids of
   ``user_medoids``, looked up in the index by ``reconstruct``, one search each, blended by
-  ``interleave_lists`` in proportion to the clusters' importance, as the paper's sampling does);
+  ``interleave_lists`` in proportion to the clusters' importance, as the paper's sampling does; with
+  ``pinnersage_pull`` > 0 each medoid query is first pulled toward the index's corpus direction, the unit
+  mean of its vectors, as the evaluation's tuned ``pull`` does: ``embeddings.pinnersage.retrieval``);
 * the ``pinnerformer`` index (pin tower): user-to-pin queries with the user's
   ``pinnerformer_user_embeddings`` row; pins in the user's ``user_sequences`` timeline (seen) are excluded.
 
@@ -36,9 +38,10 @@ import pyarrow.compute as pc
 
 from embeddings.data.schemas import PINNERFORMER_USER_EMBEDDINGS, USER_MEDOIDS, USER_SEQUENCES
 from embeddings.data.vectors import single_value, vector_matrix
+from embeddings.index.build import stored_mean
 from embeddings.index.publish import IDS_FILE, INDEX_FILE, POPULAR_FILE, IndexStore, VersionRef
 from embeddings.lake import Lake, LakeError
-from embeddings.pinnersage.retrieval import interleave_lists
+from embeddings.pinnersage.retrieval import interleave_lists, pull_queries
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +79,7 @@ class LoadedIndex:
     index: faiss.Index
     sorted_ids: np.ndarray  # (N,) int64 pin ids, sorted: membership by binary search
     popular: np.ndarray  # (K,) int64 pin ids, most engaged first
+    direction: np.ndarray | None = None  # (d,) unit mean of the stored vectors, when a pull needs it
 
     @property
     def model_version(self) -> str:
@@ -128,7 +132,10 @@ class Retriever:
     """Serves the ``CURRENT`` versions of the index store, paired with the lake's user tables."""
 
     def __init__(self, index_uri: str, lake_uri: str, *, spaces: Sequence[str] = SPACES,
-                 cache_dir: str | None = None) -> None:
+                 cache_dir: str | None = None, pinnersage_pull: float = 0.0) -> None:
+        if not np.isfinite(pinnersage_pull) or pinnersage_pull < 0:
+            raise ValueError(f"pinnersage_pull must be finite and >= 0, got {pinnersage_pull}")
+        self.pinnersage_pull = float(pinnersage_pull)
         self.store = IndexStore(index_uri)
         self.lake = Lake(lake_uri)
         self.spaces = tuple(spaces)
@@ -186,8 +193,14 @@ class Retriever:
                 raise LakeError(f"index version {ref}: {index.ntotal} vectors, {len(ids)} ids, manifest count "
                                 f"{manifest['count']}")
             popular = np.load(local / POPULAR_FILE)
+            direction = None
+            if space == "pinsage" and self.pinnersage_pull > 0:
+                mean = stored_mean(index)
+                if not np.linalg.norm(mean) > 1e-12:
+                    raise LakeError(f"index version {ref}: its vectors average to zero, no direction to pull toward")
+                direction = mean / np.linalg.norm(mean)
             indexes[space] = LoadedIndex(ref, manifest, index, np.sort(ids),
-                                         popular[:, 0] if len(popular) else np.empty(0, np.int64))
+                                         popular[:, 0] if len(popular) else np.empty(0, np.int64), direction)
         refusals: dict[str, str] = {}
         notes: dict[str, str] = {}
         users = medoids = None
@@ -330,6 +343,8 @@ class Retriever:
             return _fallback("pinnersage", {"user_id": int(user_id), "k": k}, loaded, k,
                              f"none of user {user_id}'s medoids is in {loaded.ref}")
         queries = np.stack([loaded.index.reconstruct(int(p)) for p in pins])
+        if self.pinnersage_pull > 0:
+            queries = pull_queries(queries, loaded.direction, self.pinnersage_pull)
         scores, found = loaded.search(queries, k + len(pins))
         found = np.where(np.isin(found, pins), -1, found)  # the medoids are the user's own pins
         merged = interleave_lists(found, weights, num=k)
@@ -341,6 +356,7 @@ class Retriever:
         results = [{"pin_id": int(p), "score": best[int(p)]} for p in merged]
         response = _response("pinnersage", {"user_id": int(user_id), "k": k}, loaded, results)
         response["medoids"] = [{"pin_id": int(p), "importance": float(w)} for p, w in zip(pins, weights)]
+        response["pull"] = self.pinnersage_pull
         return response
 
     def health(self) -> dict:

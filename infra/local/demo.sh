@@ -23,7 +23,7 @@ fi
 # PinnerSage's nightly evaluation on a smaller grid than the job's defaults (1,000 users, 4 alphas, 2 decays
 # lam, k-means k in 2..3); at the defaults (2,000 users, 15 alphas, 5 lams, k in 2..8) it is the cost of
 # bench/pinnersage.py's synthetic section.
-export EMB_PINNERSAGE_EVAL_ARGS="${EMB_PINNERSAGE_EVAL_ARGS:---max-users 1000 --alphas 0.8 0.9 1.0 1.2 --lams 0.01 0.1 --kmeans-ks 2 3 --ci-samples 100}"
+export EMB_PINNERSAGE_EVAL_ARGS="${EMB_PINNERSAGE_EVAL_ARGS:---max-users 1000 --alphas 0.8 0.9 1.0 1.2 --lams 0.01 0.1 --pulls 0 0.35 --kmeans-ks 2 3 --ci-samples 100}"
 mkdir -p "$EMB_VAR_DIR" "$AIRFLOW_HOME"
 started=$SECONDS
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from embeddings.index.evaluate import GateConfig
+from embeddings.pinnersage.retrieval import pull_queries
 from embeddings.retrieval.http import make_server
 from embeddings.retrieval.service import NotFound, Retriever, VersionRefused
 from jobs import serve
@@ -69,6 +70,25 @@ def test_pinnersage_blends_three_medoids_by_importance(published):
     for medoid in ids["medoids"][:3]:
         assert retriever.related_pins(int(medoid), k=1)["results"][0]["pin_id"] in found
     assert retriever.pinnersage(int(USERS[1]))["fallback"] == "popular"
+
+
+def test_pinnersage_pull_moves_the_medoid_queries_toward_the_corpus_direction(published):
+    tmp_path, ids, plain = published
+    pulled = Retriever(str(tmp_path / "idx"), str(tmp_path / "lake"), pinnersage_pull=0.7)
+    assert pulled.reload()
+    loaded = pulled.snapshot.indexes["pinsage"]
+    vectors = np.stack([loaded.index.reconstruct(int(p)) for p in loaded.sorted_ids])
+    np.testing.assert_allclose(loaded.direction, vectors.mean(0) / np.linalg.norm(vectors.mean(0)), atol=1e-5)
+    response = pulled.pinnersage(int(USERS[0]), k=12)
+    assert response["pull"] == 0.7 and plain.pinnersage(int(USERS[0]), k=12)["pull"] == 0.0
+    # each medoid's list is the exact neighbours of its pulled query (the medoids themselves left out)
+    medoids = np.array([m["pin_id"] for m in response["medoids"]])
+    queries = pull_queries(np.stack([loaded.index.reconstruct(int(p)) for p in medoids]), loaded.direction, 0.7)
+    exact = loaded.sorted_ids[np.argsort(-(queries @ vectors.T), axis=1)]
+    first = [next(int(p) for p in row if p not in medoids) for row in exact]
+    assert set(first) <= {r["pin_id"] for r in response["results"]}
+    with pytest.raises(ValueError, match="pinnersage_pull"):
+        Retriever(str(tmp_path / "idx"), str(tmp_path / "lake"), pinnersage_pull=-1.0)
 
 
 def test_user_vectors_of_another_model_version_are_refused(tmp_path):
