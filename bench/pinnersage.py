@@ -470,8 +470,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                     + ("HetRec: per-user split; " if "hetrec" in sections else "")
                     + "user future window: "
                     "every new pin of the slice is a target, the history masked, full ranking over all embedded "
-                    f"pins; a seeded sample of {args.max_users} users per slice. Every method's alpha / k and "
-                    "importance decay lam tuned on VALID recall@50, TEST scored once "
+                    f"pins; a seeded sample of {args.max_users} users per slice. Every method's alpha / k, "
+                    "importance decay lam and pull toward the corpus direction (pull_queries; 0 = none) tuned on "
+                    "VALID recall@50, TEST scored once "
                     "(embeddings.pinnersage.evaluation.compare_methods). PinnerSage: top 3 medoids by "
                     f"importance, blend {DEFAULT_BLEND!r} (one exact nearest-neighbour list per medoid, shares "
                     "proportional to importance). The 100k-user job timing is bench/pinnersage_scale.py.",
