@@ -417,7 +417,8 @@ def main(argv: Sequence[str] | None = None) -> None:
               "window_days": metrics.get("synthetic", {}).get("world", {}).get("window_days"),
               "holdout_days": args.holdout_days, "max_users_per_slice": args.max_users, "seed": args.seed,
               "mode": "window", "alpha_grid": list(args.alphas), "kmeans_ks": list(KMEANS_KS),
-              "num_query_vectors": 3, "blend": DEFAULT_BLEND, "lam_grid": list(args.lams), "pull_grid": list(args.pulls), "max_actions": 500,
+              "num_query_vectors": 3, "blend": DEFAULT_BLEND, "lam_grid": list(args.lams),
+              "pull_grid": list(args.pulls), "max_actions": 500,
               "tuning_metric": "recall@50", "ci_samples": args.ci_samples, "hetrec_epochs_cap": args.hetrec_epochs,
               "speed": {"users_per_m": SPEED_USERS, "dim": 256, "passes": 3, "blas_threads": 1}}
     lines, datasets = [], []

@@ -762,7 +762,7 @@ class PinnerSageEvaluator:
         for v in self.pulls:
             if not np.isfinite(v) or v < 0:
                 raise ValueError(f"pulls (toward the corpus direction) must be finite and >= 0, got {self.pulls}")
-        self.direction = mean_direction(self.pin_vectors) if any(self.pulls) else None
+        self.direction: np.ndarray | None = None  # the corpus direction, made by the first pulled setting
         self.max_actions = max_actions
         self.diversity_k = diversity_k
         self.chunk_size = chunk_size
