@@ -81,7 +81,9 @@ def row(evaluator: PinnerSageEvaluator, ranks: np.ndarray, name: str, vectors: U
         blend: str = "interleave", pull: float = 0.0) -> dict:
     started = time.perf_counter()
     if pull:
-        vectors = vectors.pulled(mean_direction(evaluator.pin_vectors), pull)
+        if evaluator.direction is None:
+            evaluator.direction = mean_direction(evaluator.pin_vectors)
+        vectors = vectors.pulled(evaluator.direction, pull)
     recall = evaluator.evaluate(vectors, "valid", blend).mean()["recall@50"]
     users = evaluator.slices["valid"].users()
     top = ranks[top_pins(evaluator, vectors, blend, users)]

@@ -41,7 +41,7 @@ from embeddings.data.vectors import single_value, vector_matrix
 from embeddings.index.build import stored_mean
 from embeddings.index.publish import IDS_FILE, INDEX_FILE, POPULAR_FILE, IndexStore, VersionRef
 from embeddings.lake import Lake, LakeError
-from embeddings.pinnersage.retrieval import interleave_lists, pull_queries
+from embeddings.pinnersage.retrieval import interleave_lists, mean_direction, pull_queries
 
 log = logging.getLogger(__name__)
 
@@ -194,11 +194,8 @@ class Retriever:
                                 f"{manifest['count']}")
             popular = np.load(local / POPULAR_FILE)
             direction = None
-            if space == "pinsage" and self.pinnersage_pull > 0:
-                mean = stored_mean(index)
-                if not np.linalg.norm(mean) > 1e-12:
-                    raise LakeError(f"index version {ref}: its vectors average to zero, no direction to pull toward")
-                direction = mean / np.linalg.norm(mean)
+            if space == "pinsage" and self.pinnersage_pull > 0:  # a zero mean refuses the version (ValueError)
+                direction = mean_direction(stored_mean(index)[None, :])
             indexes[space] = LoadedIndex(ref, manifest, index, np.sort(ids),
                                          popular[:, 0] if len(popular) else np.empty(0, np.int64), direction)
         refusals: dict[str, str] = {}
