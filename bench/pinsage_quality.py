@@ -186,6 +186,29 @@ def next_save_pairs(users: np.ndarray, items: np.ndarray, ts: np.ndarray, labels
     return np.stack([i[:-1][keep], i[1:][keep]], axis=1).astype(np.int64), lab[1:][keep]
 
 
+def same_day_pairs(users: np.ndarray, items: np.ndarray, ts: np.ndarray, partners: int,
+                   seed: int = 0) -> np.ndarray:
+    """Pairs of two different pins one user saved on the same calendar day, ``partners`` per pin and day.
+
+    Where times are dates (HetRec), "the pin engaged right after" is unknown within a day: every same-day
+    save is as much the next one as any other. Each (user, day, pin) is paired with the pins ``1..partners``
+    places after it in a seeded random cycle of that user-day's distinct pins (fewer where the day has
+    fewer). Args are (E,) arrays: user, pin row, ts (datetime64[us]). Returns (N, 2) int64 [query, partner].
+    """
+    day = ts.astype("datetime64[D]").astype(np.int64)
+    keys = np.unique(np.stack([users.astype(np.int64), day, items.astype(np.int64)], axis=1), axis=0)
+    shuffle = np.random.default_rng(seed).random(len(keys))
+    order = np.lexsort((shuffle, keys[:, 1], keys[:, 0]))
+    u, d, i = keys[order, 0], keys[order, 1], keys[order, 2]
+    starts = np.flatnonzero(np.r_[True, (u[1:] != u[:-1]) | (d[1:] != d[:-1])])
+    sizes = np.diff(np.r_[starts, len(u)])
+    first, size = np.repeat(starts, sizes), np.repeat(sizes, sizes)
+    position = np.arange(len(u)) - first
+    out = [np.stack([i[size > s], i[(first + (position + s) % size)[size > s]]], axis=1)
+           for s in range(1, partners + 1)]
+    return np.concatenate(out).astype(np.int64) if out else np.empty((0, 2), np.int64)
+
+
 def cap_pairs(pairs: np.ndarray, limit: int, seed: int) -> np.ndarray:
     """A seeded sample of at most ``limit`` pairs (order kept); 0 = all."""
     if not limit or len(pairs) <= limit:
@@ -225,10 +248,12 @@ def train_and_embed(inputs: Inputs, variant: Variant, seed: int, options: Traini
 
 
 def public_inputs(path: Path, walk: WalkConfig, max_gap_s: float | None, max_train_pairs: int,
-                  dataset: str = "hetrec-lastfm") -> tuple[Inputs, EvaluationData]:
+                  dataset: str = "hetrec-lastfm", day_partners: int = 0) -> tuple[Inputs, EvaluationData]:
     """Import a public dataset (``importers.DATASETS``: HetRec Last.fm here, MovieLens too for
     bench/pinnerformer_quality.py), keep its positive engagements (HetRec's are all saves; MovieLens's are
-    ratings >= 4), split them per user, build graph / neighborhoods / features / pairs from TRAIN."""
+    ratings >= 4), split them per user, build graph / neighborhoods / features / pairs from TRAIN.
+    ``day_partners`` > 0 adds ``same_day_pairs`` of the TRAIN saves to the training pairs (never to the
+    held-out pairs the evaluation scores)."""
     imported = read_dataset(dataset, path)
     events, pins = imported.events, imported.pins.sort_by("pin_id")
     events = events.filter(pa.array(positive_mask(events.column("action").to_numpy(zero_copy_only=False),
@@ -252,6 +277,10 @@ def public_inputs(path: Path, walk: WalkConfig, max_gap_s: float | None, max_tra
 
     pairs, pair_labels = next_save_pairs(users, rows, ts, labels, max_gap_s)
     train_pairs = pairs[pair_labels == TRAIN]
+    next_pairs = len(train_pairs)
+    if day_partners:
+        train_pairs = np.unique(np.concatenate([train_pairs, same_day_pairs(
+            users[train], rows[train], ts[train], day_partners)]), axis=0)
     split_pairs = {"valid": pairs[pair_labels == VALID], "test": pairs[pair_labels == TEST]}
     positive = PositivePairs(cap_pairs(train_pairs, max_train_pairs, seed=0), split_pairs["valid"])
     gap = "no gap limit" if max_gap_s is None else f"gap <= {max_gap_s / DAY_S:g} days"
@@ -269,7 +298,8 @@ def public_inputs(path: Path, walk: WalkConfig, max_gap_s: float | None, max_tra
                   "edges": csr.num_edges, "ppr_seconds": round(ppr_s, 1)},
         "pins_with_hard_negatives": int((band[:, 0] >= 0).sum()),
         "feature_dim": int(features.shape[1]),
-        "pairs": {"train_available": len(train_pairs), "train_used": len(positive.train),
+        "pairs": {"train_available": len(train_pairs), "train_next_save": next_pairs,
+                  "day_partners": day_partners, "train_used": len(positive.train),
                   "valid": len(split_pairs["valid"]), "test": len(split_pairs["test"]), "gap": gap},
     }
     log.info("%s: %s", dataset, stats)
@@ -320,7 +350,8 @@ def training_options(args: argparse.Namespace) -> TrainingOptions:
 def hetrec_inputs(args: argparse.Namespace) -> tuple[Inputs, EvaluationData]:
     """HetRec Last.fm as the flags describe it (``public_inputs``)."""
     max_gap_s = None if args.max_gap_days <= 0 else args.max_gap_days * DAY_S
-    return public_inputs(Path(args.hetrec_path), walk_config(args), max_gap_s, args.max_train_pairs)
+    return public_inputs(Path(args.hetrec_path), walk_config(args), max_gap_s, args.max_train_pairs,
+                         day_partners=args.day_partners)
 
 
 def bench_hetrec(args: argparse.Namespace, variants: Sequence[Variant], options: TrainingOptions,
@@ -461,6 +492,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"comma-separated subset of {ABLATIONS} or 'none' (default: "
                              f"{','.join(DEFAULT_ABLATIONS)}; max pooling trains about 2x slower on CPU)")
     parser.add_argument("--max-gap-days", type=float, default=31.0, help="pair gap in days (<= 0: no limit)")
+    parser.add_argument("--day-partners", type=int, default=0,
+                        help="add to the training pairs each pin's N same-day partners (same_day_pairs; 0: none)")
     parser.add_argument("--max-train-pairs", type=int, default=0, help="seeded sample of training pairs (0: all)")
     parser.add_argument("--ppr-steps", type=int, default=5_000)
     parser.add_argument("--num-neighbors", type=int, default=50)
@@ -527,6 +560,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                                "pixie_latest": list(HETREC_PIXIE_LATEST)},
               "model": {"hidden_dim": args.hidden_dim, "embedding_dim": args.embedding_dim, "num_layers": 2,
                         "num_neighbors": args.num_neighbors},
+              "hetrec_pairs": {"max_gap_days": args.max_gap_days, "day_partners": args.day_partners,
+                               "max_train_pairs": args.max_train_pairs},
               "walk": {"num_steps": args.ppr_steps, "top_t": args.num_neighbors, "band": [200, 500],
                        "num_band_samples": 20},
               "synthetic": {"scale": args.synthetic_scale, "epochs_cap": args.synthetic_epochs,

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from bench.pinsage_quality import (DEFAULT_ABLATIONS, Inputs, Variant, ablation_list, ablation_variants,
-                                   bench_synthetic, cap_pairs, next_save_pairs, train_and_embed, train_graph)
+                                   bench_synthetic, cap_pairs, next_save_pairs, same_day_pairs, train_and_embed,
+                                   train_graph)
 from embeddings.data.engagement import TEST, TRAIN, VALID
 from embeddings.pinsage.data import PinGraph, PositivePairs
 from embeddings.pinsage.training import TrainingOptions
@@ -42,6 +43,22 @@ def test_next_save_pairs_put_training_saves_first_within_a_timestamp() -> None:
     users = np.zeros(2, dtype=np.int64)
     pairs, labels = next_save_pairs(users, np.array([9, 4]), _ts([0, 0]), np.array([TRAIN, VALID], np.int8), None)
     assert pairs.tolist() == [[9, 4]] and labels.tolist() == [VALID]
+
+
+def test_same_day_pairs_pair_distinct_pins_of_one_user_day_only() -> None:
+    # user 0 saves pins 1, 2, 3 and 3 again (another tag) on day 0 and pin 4 on day 1; user 1 saves 1 and 5
+    # on day 0 and pin 6 alone on day 3.
+    users = np.array([0, 0, 0, 0, 0, 1, 1, 1])
+    items = np.array([1, 2, 3, 3, 4, 1, 5, 6])
+    ts = _ts([0, 0.1, 0.2, 0.3, 1, 0, 0.5, 3])
+
+    one = same_day_pairs(users, items, ts, partners=1)
+    assert len(one) == 5  # one partner for each of the 5 (user, day, pin) that share their day
+    every = same_day_pairs(users, items, ts, partners=5)
+    expected = {(a, b) for a in (1, 2, 3) for b in (1, 2, 3) if a != b} | {(1, 5), (5, 1)}
+    assert {tuple(p) for p in every.tolist()} == expected and len(every) == len(expected)
+    assert {tuple(p) for p in one.tolist()} <= expected
+    assert same_day_pairs(users, items, ts, partners=1, seed=0).tolist() == one.tolist()  # seeded
 
 
 def test_train_graph_dedups_edges_and_keeps_isolated_pins() -> None:
