@@ -47,7 +47,6 @@ from embeddings.pinnersage.evaluation import (  # noqa: E402
     pinnersage_vectors,
 )
 from embeddings.pinnersage.medoids import action_weights  # noqa: E402
-from embeddings.pinnersage.retrieval import mean_direction  # noqa: E402
 
 DIVERSITY_K = 50
 
@@ -81,8 +80,6 @@ def row(evaluator: PinnerSageEvaluator, ranks: np.ndarray, name: str, vectors: U
         blend: str = "interleave", pull: float = 0.0) -> dict:
     started = time.perf_counter()
     if pull:
-        if evaluator.direction is None:
-            evaluator.direction = mean_direction(evaluator.pin_vectors)
         vectors = vectors.pulled(evaluator.direction, pull)
     recall = evaluator.evaluate(vectors, "valid", blend).mean()["recall@50"]
     users = evaluator.slices["valid"].users()
@@ -163,12 +160,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     s = evaluator.slices["valid"]
     users = s.users()
     targets = s.targets.targets.tocsr()[users].tocoo()
-    direction = mean_direction(evaluator.pin_vectors)
     print(json.dumps({"valid_users": len(users), "targets": int(targets.nnz),
                       "target_median_popularity_rank": float(np.median(ranks[targets.col])),
                       "target_share_in_top1pct": round(float((ranks[targets.col] < len(ranks) / 100).mean()), 3),
                       "spearman_cosine_to_corpus_direction_vs_popularity": round(float(spearmanr(
-                          evaluator.pin_vectors @ direction, -ranks).correlation), 3)}), flush=True)
+                          evaluator.pin_vectors @ evaluator.direction, -ranks).correlation), 3)}), flush=True)
 
     methods = [("decayed average", decayed_average_vectors(s.history, evaluator.pin_vectors, users, lam=args.lam),
                 ("interleave",)),

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import logging
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
@@ -762,7 +763,6 @@ class PinnerSageEvaluator:
         for v in self.pulls:
             if not np.isfinite(v) or v < 0:
                 raise ValueError(f"pulls (toward the corpus direction) must be finite and >= 0, got {self.pulls}")
-        self.direction: np.ndarray | None = None  # the corpus direction, made by the first pulled setting
         self.max_actions = max_actions
         self.diversity_k = diversity_k
         self.chunk_size = chunk_size
@@ -774,6 +774,12 @@ class PinnerSageEvaluator:
         for name, s in self.slices.items():
             log.info("%s slice: %d users with targets, %d targets (%s)", name, len(s.users()),
                      s.targets.targets.nnz, s.protocol)
+
+    @functools.cached_property
+    def direction(self) -> np.ndarray:
+        """(d,) the corpus direction the pulls move queries toward (``retrieval.mean_direction`` of the pin
+        vectors), made once, by the first pulled setting."""
+        return mean_direction(self.pin_vectors)
 
     def evaluate(self, vectors: UserVectors, slice_name: str, blend: str = DEFAULT_BLEND, *,
                  diversity: bool = False) -> RankingMetrics:
@@ -806,8 +812,6 @@ class PinnerSageEvaluator:
             pull = getattr(setting, "pull", 0.0)
             if not pull:
                 return build(history, users, setting)
-            if self.direction is None:
-                self.direction = mean_direction(self.pin_vectors)
             return build(history, users, setting._replace(pull=0.0)).pulled(self.direction, pull)
 
         def on_valid(setting: Hashable) -> RankingMetrics:

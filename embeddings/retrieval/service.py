@@ -194,8 +194,11 @@ class Retriever:
                                 f"{manifest['count']}")
             popular = np.load(local / POPULAR_FILE)
             direction = None
-            if space == "pinsage" and self.pinnersage_pull > 0:  # a zero mean refuses the version (ValueError)
-                direction = mean_direction(stored_mean(index)[None, :])
+            if space == "pinsage" and self.pinnersage_pull > 0:
+                try:
+                    direction = mean_direction(stored_mean(index)[None, :])
+                except ValueError as exc:  # a zero mean: no direction to pull toward, so the version is refused
+                    raise LakeError(f"index version {ref}: {exc}") from exc
             indexes[space] = LoadedIndex(ref, manifest, index, np.sort(ids),
                                          popular[:, 0] if len(popular) else np.empty(0, np.int64), direction)
         refusals: dict[str, str] = {}

@@ -91,6 +91,16 @@ def test_pinnersage_pull_moves_the_medoid_queries_toward_the_corpus_direction(pu
         Retriever(str(tmp_path / "idx"), str(tmp_path / "lake"), pinnersage_pull=-1.0)
 
 
+def test_an_index_without_a_corpus_direction_is_refused_by_name_when_pulling(published, monkeypatch):
+    tmp_path, _, _ = published
+    # the fault: the stored vectors average to zero, so there is no direction to pull toward
+    monkeypatch.setattr("embeddings.retrieval.service.stored_mean", lambda index: np.zeros(index.d, np.float32))
+    pulled = Retriever(str(tmp_path / "idx"), str(tmp_path / "lake"), pinnersage_pull=0.7)
+    assert not pulled.reload()
+    assert "index version pinsage/ds=2026-11-01/run-2026-11-01" in pulled.last_error
+    assert "average to zero" in pulled.last_error
+
+
 def test_user_vectors_of_another_model_version_are_refused(tmp_path):
     build_lake(tmp_path, user_version="pinnerformer/2", medoid_version="pinsage/9")
     retriever = Retriever(str(tmp_path / "idx"), str(tmp_path / "lake"))
