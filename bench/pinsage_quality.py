@@ -52,7 +52,9 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from bench.common import record  # noqa: E402
 from embeddings.data import synthetic  # noqa: E402
-from embeddings.data.engagement import TEST, TRAIN, VALID, TimeSplit, positive_mask, split_per_user  # noqa: E402
+from embeddings.data.engagement import (  # noqa: E402
+    TEST, TRAIN, VALID, TimeSplit, positive_mask, split_per_user, time_order,
+)
 from embeddings.data.features import content_features  # noqa: E402
 from embeddings.data.importers import read_dataset  # noqa: E402
 from embeddings.graph.csr import BipartiteCSR  # noqa: E402
@@ -174,11 +176,12 @@ def next_save_pairs(users: np.ndarray, items: np.ndarray, ts: np.ndarray, labels
                     max_gap_s: float | None) -> tuple[np.ndarray, np.ndarray]:
     """Each user's consecutive positive saves of two different pins, labelled by the second's slice.
 
-    Saves are ordered by (user, ts, slice label, pin), so within a timestamp training saves come before
-    held-out ones (the per-user split's own order). Args are (E,) arrays: user, pin row, ts
-    (datetime64[us]), label. Returns ((N, 2) int64 [query row, next row], (N,) int8 label).
+    Saves are in ``time_order`` with the slice label first inside a tie, so within a timestamp training
+    saves come before held-out ones (as the per-user split ordered them) and the rest of a tie goes by a
+    hash of (user, pin), never by pin id. Args are (E,) arrays: user, pin row, ts (datetime64[us]),
+    label. Returns ((N, 2) int64 [query row, next row], (N,) int8 label).
     """
-    order = np.lexsort((items, labels, ts.astype(np.int64), users))
+    order = time_order(users, items, ts, labels)
     u, i, t, lab = users[order], items[order], ts[order].astype(np.int64), labels[order]
     keep = (u[1:] == u[:-1]) & (i[1:] != i[:-1])
     if max_gap_s is not None:

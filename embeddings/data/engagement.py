@@ -105,6 +105,24 @@ def _tie_hash(user_ids: np.ndarray, pin_ids: np.ndarray) -> np.ndarray:
         return x ^ (x >> np.uint64(31))
 
 
+def time_order(user_ids: np.ndarray, pin_ids: np.ndarray, ts: np.ndarray, *earlier_keys: np.ndarray) -> np.ndarray:
+    """Indices that order events by user, then time; ties in time go by a stable hash of (user, pin).
+
+    The split, PinSage's pairs and the shared protocols (``embeddings.eval.protocols``) use this order, so
+    that where timestamps tie (HetRec's are dates) the order inside a tie carries no signal. Ordering a tie by pin id would: HetRec's artist ids
+    follow their first appearance in users' top-50 lists, so id-adjacent artists share listeners.
+    ``earlier_keys`` (each (N,)) sort before the hash inside a tie (e.g. a slice label, so that within a
+    timestamp TRAIN comes first). Returns (N,) int64 indices.
+    """
+    user_ids = np.asarray(user_ids, dtype=np.int64)
+    pin_ids = np.asarray(pin_ids, dtype=np.int64)
+    ts = np.asarray(ts)
+    if np.issubdtype(ts.dtype, np.datetime64):
+        ts = ts.astype("datetime64[us]").astype(np.int64)
+    keys = (pin_ids, _tie_hash(user_ids, pin_ids), *reversed(earlier_keys), ts, user_ids)
+    return np.lexsort(keys)
+
+
 def _holdout_count(n: np.ndarray) -> np.ndarray:
     hold = np.floor(HOLDOUT_FRACTION * n).astype(np.int64)
     hold = np.maximum(hold, 1)
@@ -123,7 +141,7 @@ def split_per_user(user_ids: np.ndarray, pin_ids: np.ndarray, ts: np.ndarray) ->
     labels = np.full(n, TRAIN, dtype=np.int8)
     if n == 0:
         return labels
-    order = np.lexsort((pin_ids, _tie_hash(user_ids, pin_ids), ts, user_ids))
+    order = time_order(user_ids, pin_ids, ts)
     sorted_users = user_ids[order]
     starts = np.flatnonzero(np.r_[True, sorted_users[1:] != sorted_users[:-1]])
     counts = np.diff(np.r_[starts, n])

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from embeddings.data.engagement import time_order
 from embeddings.eval.bootstrap import bootstrap_mean
 from embeddings.eval.metrics import RankingMetrics, Scorer, check_ties, evaluate_ranking
 from embeddings.eval.scorers import ReindexedScorer
@@ -103,7 +104,8 @@ class Sequences:
     @classmethod
     def from_events(cls, users: np.ndarray, items: np.ndarray, ts: np.ndarray, num_users: int,
                     num_items: int) -> Sequences:
-        """Group events by user and order them by (ts, item) within a user.
+        """Group events by user and order them in time within a user (``engagement.time_order``: ties by a
+        hash of (user, item), not by item).
 
         Args:
             users: (E,) user rows in ``[0, num_users)``.
@@ -118,7 +120,7 @@ class Sequences:
                              f"{items.shape}, {ts.shape}")
         if len(users) and (users.min() < 0 or users.max() >= num_users):
             raise ValueError(f"user rows must lie in [0, {num_users})")
-        order = np.lexsort((items, ts, users))
+        order = time_order(users, items, ts)
         counts = np.bincount(users, minlength=num_users)
         return cls(np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), items[order], int(num_items))
 
@@ -228,7 +230,7 @@ def user_targets(
     new = np.asarray(seen[s_users, s_items]).ravel() == 0 if len(in_slice) else np.zeros(0, dtype=bool)
     s_users, s_items, s_ts = s_users[new], s_items[new], s_ts[new]
     if mode == "next" and len(s_users):
-        order = np.lexsort((s_items, s_ts, s_users))
+        order = time_order(s_users, s_items, s_ts)
         s_users, s_items = s_users[order], s_items[order]
         first = np.r_[True, s_users[1:] != s_users[:-1]]
         s_users, s_items = s_users[first], s_items[first]

@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from embeddings.data.engagement import TRAIN, VALID, TimeSplit, positive_mask
+from embeddings.data.engagement import TRAIN, VALID, TimeSplit, positive_mask, time_order
 from embeddings.data.schemas import EVENTS, PIN_FEATURES, PPR_NEIGHBORS
 from embeddings.lake import Lake, Manifest
 
@@ -306,7 +306,7 @@ def engagement_pairs(
     users = events.column("user_id").to_numpy()[positive]
     pins = events.column("pin_id").to_numpy()[positive]
     ts = events.column("ts").to_numpy()[positive].astype("datetime64[us]")
-    order = np.lexsort((pins, ts, users))
+    order = time_order(users, pins, ts)
     users, pins, ts = users[order], pins[order], ts[order]
     same_user = users[1:] == users[:-1]
     gap_us = (ts[1:] - ts[:-1]).astype(np.int64)

@@ -5,7 +5,9 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from embeddings.data.engagement import TEST, TRAIN, VALID, TimeSplit, positive_mask, split_per_user, training_window
+from embeddings.data.engagement import (
+    TEST, TRAIN, VALID, TimeSplit, positive_mask, split_per_user, time_order, training_window,
+)
 
 
 def test_positive_engagement_definition():
@@ -145,3 +147,29 @@ def test_ties_in_time_follow_the_user_pin_hash_not_pin_order():
     later = ts.copy()
     later[0] += np.timedelta64(1, "s")
     assert split_per_user(np.zeros(10, np.int64), pins, later)[0] == TEST
+
+
+def test_time_order_puts_time_first_and_breaks_ties_by_hash_then_by_the_earlier_keys():
+    users = np.array([1, 0, 0, 0, 0, 0, 0], np.int64)
+    pins = np.array([5, 9, 3, 7, 1, 4, 2], np.int64)
+    ts = np.array([0, 2, 1, 1, 1, 1, 1]).astype("datetime64[D]")
+    order = time_order(users, pins, ts)
+    assert users[order].tolist() == [0] * 6 + [1]
+    assert pins[order][5] == 9  # the only action of day 2 comes last for user 0
+    tie = pins[order][:5]
+    assert sorted(tie.tolist()) == [1, 2, 3, 4, 7]
+    # the order inside the tie is a permutation that does not depend on the input order
+    perm = np.random.default_rng(0).permutation(7)
+    assert pins[perm][time_order(users[perm], pins[perm], ts[perm])].tolist() == pins[order].tolist()
+    # an earlier key sorts before the hash inside a tie (e.g. a slice label)
+    first = np.array([0, 0, 1, 1, 0, 1, 0])
+    keyed = pins[time_order(users, pins, ts, first)]
+    assert sorted(keyed[:2].tolist()) == [1, 2] and sorted(keyed[2:5].tolist()) == [3, 4, 7]
+    assert keyed[5:].tolist() == [9, 5]
+
+
+def test_ties_in_time_are_not_in_pin_order_for_most_users():
+    pins = np.arange(50, dtype=np.int64)
+    ts = np.zeros(50).astype("datetime64[D]")
+    in_pin_order = [bool((np.diff(pins[time_order(np.full(50, u), pins, ts)]) > 0).all()) for u in range(20)]
+    assert not any(in_pin_order)
