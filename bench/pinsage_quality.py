@@ -1,7 +1,8 @@
 """PinSage quality: HetRec Last.fm against its baselines and ablations, and planted topics on synthetic data.
 
-    .venv/bin/python bench/pinsage_quality.py           # the default ablations (about 90 min on 2 cores)
-    .venv/bin/python bench/pinsage_quality.py --ablations mean,max,t,max-margin   # the recorded run (105 min)
+    .venv/bin/python bench/pinsage_quality.py           # the default ablations (about 4.5 h on 2 cores)
+    .venv/bin/python bench/pinsage_quality.py --ablations none --workdir var/bench/pinsage-quality  # 3 seeds
+    .venv/bin/python bench/pinsage_quality.py --ablations mean --workdir var/bench/pinsage-quality  # reuses them
     .venv/bin/python bench/pinsage_quality.py --quick   # 1 seed, 1 epoch, small synthetic run; records nothing
     .venv/bin/python bench/pinsage_quality.py --seeds 1 --ablations max   # seed 0 and max pooling only
 
@@ -28,11 +29,18 @@ docs/BENCHMARKS.md (``bench.common.record``), with the speed figures of bench/re
 (measured by bench/pinsage_speed.py, copied, not re-run). A run that leaves out one of the default
 ablations (``--ablations``) is recorded as ``pinsage_ablations_<names>`` instead, so it never replaces
 the full table.
+
+With ``--workdir`` every training keeps its checkpoint there and a rerun resumes from it: a finished training
+is only embedded again, an interrupted one continues from its last epoch, and one with other settings or
+data is refused (``train``'s fingerprint). Each run's summary says whether it was resumed, and its
+``train_seconds`` count the training across resumptions. With 4 same-day partners a HetRec training takes
+about 80 s per epoch on 2 cores, 10-20 epochs.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -224,8 +232,11 @@ def cap_pairs(pairs: np.ndarray, limit: int, seed: int) -> np.ndarray:
 
 
 def train_and_embed(inputs: Inputs, variant: Variant, seed: int, options: TrainingOptions, dims: tuple[int, int],
-                    workdir: Path) -> tuple[np.ndarray, dict]:
-    """Train one PinSage (checkpoints under ``workdir``) and embed every pin: ((P, D) float32, summary)."""
+                    workdir: Path, resume: bool = False) -> tuple[np.ndarray, dict]:
+    """Train one PinSage (checkpoints under ``workdir``) and embed every pin: ((P, D) float32, summary).
+
+    ``resume``: continue from the run's checkpoint in ``workdir`` where one exists (a finished run is only
+    embedded again; ``train`` refuses a checkpoint of other settings or data)."""
     hidden, embedding = dims
     graph = inputs.graph
     if variant.num_neighbors is not None:  # the neighbors are best first, so T keeps the top T
@@ -235,8 +246,9 @@ def train_and_embed(inputs: Inputs, variant: Variant, seed: int, options: Traini
                            pooling=variant.pooling, num_neighbors=graph.neighbors.shape[1])
     opts = dataclasses.replace(options, seed=seed, use_hard_negatives=variant.hard_negatives, loss=variant.loss)
     started = time.perf_counter()
-    outcome = train(build_model(config), graph, inputs.pairs, opts, "cpu",
-                    checkpoint_path=workdir / f"{variant.name}-seed{seed}.pt".replace(" ", "_"), resume=False)
+    checkpoint = workdir / f"{variant.name}-{variant.loss}-seed{seed}.pt".replace(" ", "_").replace(",", "")
+    resumed = resume and checkpoint.exists()
+    outcome = train(build_model(config), graph, inputs.pairs, opts, "cpu", checkpoint_path=checkpoint, resume=resume)
     vectors = embed_all(outcome.model, graph.features, graph.neighbors, graph.weights)
     summary = {"seed": seed, "num_neighbors": config.num_neighbors, "best_epoch": outcome.best_epoch,
                "epochs_run": len(outcome.history),
@@ -244,10 +256,12 @@ def train_and_embed(inputs: Inputs, variant: Variant, seed: int, options: Traini
                "examples_per_s": round(outcome.examples_per_s, 1),
                "data_wait_share": round(outcome.data_wait_share, 4),
                "seconds": round(time.perf_counter() - started, 1),
+               "train_seconds": round(outcome.train_seconds, 1), "resumed": resumed,
                "history": [{k: (round(v, 5) if isinstance(v, float) else v) for k, v in h.items()}
                            for h in outcome.history]}
-    log.info("%s seed %d trained in %.0f s (best epoch %d of %d, %.0f pairs/s)", variant.name, seed,
-             summary["seconds"], outcome.best_epoch, len(outcome.history), outcome.examples_per_s)
+    log.info("%s seed %d trained in %.0f s%s (best epoch %d of %d, %.0f pairs/s)", variant.name, seed,
+             outcome.train_seconds, f", resumed from {checkpoint}" if resumed else "", outcome.best_epoch,
+             len(outcome.history), outcome.examples_per_s)
     return vectors, summary
 
 
@@ -362,7 +376,7 @@ def hetrec_inputs(args: argparse.Namespace) -> tuple[Inputs, EvaluationData]:
 
 
 def bench_hetrec(args: argparse.Namespace, variants: Sequence[Variant], options: TrainingOptions,
-                 workdir: Path) -> tuple[dict, pd.DataFrame, dict]:
+                 workdir: Path, resume: bool = False) -> tuple[dict, pd.DataFrame, dict]:
     inputs, data = hetrec_inputs(args)
     evaluator = Evaluator(data)
     methods: dict[str, list[MethodResult]] = {}
@@ -370,7 +384,7 @@ def bench_hetrec(args: argparse.Namespace, variants: Sequence[Variant], options:
     for variant in variants:
         for seed in variant.seeds:
             vectors, summary = train_and_embed(inputs, variant, seed, options, (args.hidden_dim, args.embedding_dim),
-                                               workdir)
+                                               workdir, resume=resume)
             methods.setdefault(variant.name, []).append(
                 evaluator.embeddings(f"{variant.name} seed {seed}", vectors, HETREC_USER_SETTINGS))
             training.setdefault(variant.name, []).append(summary)
@@ -393,7 +407,7 @@ def bench_hetrec(args: argparse.Namespace, variants: Sequence[Variant], options:
 # ---- synthetic ------------------------------------------------------------------------------------
 
 
-def bench_synthetic(args: argparse.Namespace, options: TrainingOptions, workdir: Path) -> dict:
+def bench_synthetic(args: argparse.Namespace, options: TrainingOptions, workdir: Path, resume: bool = False) -> dict:
     """Planted-topic precision@10 of PinSage vs content features on the ``demo`` world (seed 0)."""
     started = time.perf_counter()
     params = synthetic.make_params(args.synthetic_scale)
@@ -430,7 +444,8 @@ def bench_synthetic(args: argparse.Namespace, options: TrainingOptions, workdir:
     for loss in losses:
         variant = Variant("pinsage importance", "importance", True, (0,), loss)
         vectors, summaries[loss] = train_and_embed(inputs, variant, 0, syn_options,
-                                                   (args.hidden_dim, args.embedding_dim), workdir)
+                                                   (args.hidden_dim, args.embedding_dim), workdir,
+                                                   resume=resume)
         precision[loss] = synthetic.knn_label_precision(vectors, primary, k=k, num_queries=queries, seed=0)
     pinsage_p = precision[args.loss]
     content_p = synthetic.knn_label_precision(features, primary, k=k, num_queries=queries, seed=0)
@@ -517,6 +532,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = build_parser()
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="keep every training's checkpoint here and resume from them: a rerun after an "
+                             "interruption retrains nothing that finished (default: a temporary directory)")
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.epochs, args.synthetic_epochs, args.valid_pairs = 1, 1, 1, 1000
@@ -529,10 +547,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     variants = ablation_variants(args.ablations, seeds, args.ablation_seeds, args.loss, args.num_neighbors)
     options = training_options(args)
 
-    with tempfile.TemporaryDirectory(prefix="pinsage-quality-") as tmp:
-        hetrec, table, stats = bench_hetrec(args, variants, options, Path(tmp))
+    with contextlib.ExitStack() as stack:
+        root = args.workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pinsage-quality-")))
+        (root / "hetrec").mkdir(parents=True, exist_ok=True)
+        (root / "synthetic").mkdir(parents=True, exist_ok=True)
+        resume = args.workdir is not None
+        hetrec, table, stats = bench_hetrec(args, variants, options, root / "hetrec", resume)
         hetrec_s = time.perf_counter() - started
-        syn = bench_synthetic(args, options, Path(tmp))
+        syn = bench_synthetic(args, options, root / "synthetic", resume)
     wall_s = time.perf_counter() - started
 
     checks = bars(hetrec, syn)
@@ -561,6 +583,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "wall_seconds": round(wall_s, 1),
     }
     config = {"epochs_cap": args.epochs, "patience": options.patience, "primary_loss": args.loss,
+              "workdir": str(args.workdir) if args.workdir else None,  # runs resumed from it say so ("resumed")
               "ablations": list(args.ablations), "seeds": list(seeds),
               "variants": [dataclasses.asdict(v) for v in variants], "training": options.to_dict(),
               "hetrec_grids": {"user_settings": [list(x) for x in HETREC_USER_SETTINGS],

@@ -4,6 +4,7 @@ on the ``tiny`` world (no shared data read)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 import numpy as np
 import pytest
@@ -94,6 +95,31 @@ def test_a_neighbor_count_ablation_trains_on_the_top_t_neighbors_only(tmp_path) 
     _, full = train_and_embed(inputs, Variant("pinsage importance", "importance", True, (0,)), 0, options, (8, 4),
                               tmp_path)
     assert full["num_neighbors"] == t
+
+
+def test_a_resumed_bench_run_reuses_a_finished_training_and_refuses_other_settings(tmp_path) -> None:
+    rng = np.random.default_rng(1)
+    num_pins, t = 30, 4
+    neighbors = np.stack([np.roll(np.arange(num_pins), -k - 1) for k in range(t)], axis=1).astype(np.int32)
+    graph = PinGraph(np.arange(num_pins, dtype=np.int64), rng.normal(size=(num_pins, 8)).astype(np.float32),
+                     neighbors, np.ones((num_pins, t), np.float32), np.full((num_pins, 0), -1, np.int32))
+    pairs = PositivePairs(rng.integers(0, num_pins, (64, 2)), rng.integers(0, num_pins, (16, 2)))
+    inputs = Inputs(graph, train_graph(np.arange(num_pins), np.arange(num_pins) % 5, graph.pin_ids), pairs, {})
+    options = TrainingOptions(batch_size=32, num_shared_negatives=8, num_epochs=2, num_workers=0,
+                              num_valid_pairs=16)
+    variant = Variant("pinsage importance", "importance", True, (0,))
+    first, s1 = train_and_embed(inputs, variant, 0, options, (8, 4), tmp_path, resume=True)
+    again, s2 = train_and_embed(inputs, variant, 0, options, (8, 4), tmp_path, resume=True)
+    assert not s1["resumed"] and s2["resumed"]
+    np.testing.assert_array_equal(first, again)  # the finished run is embedded again, not retrained
+    assert s2["history"] == s1["history"] and s2["steps"] == s1["steps"] == 4
+    # the same variant and seed under another loss is another checkpoint, not a clash
+    _, s3 = train_and_embed(inputs, dataclasses.replace(variant, loss="max_margin"), 0, options, (8, 4), tmp_path,
+                            resume=True)
+    assert not s3["resumed"]
+    with pytest.raises(ValueError, match="checkpoint"):
+        train_and_embed(inputs, variant, 0, dataclasses.replace(options, learning_rate=0.5), (8, 4), tmp_path,
+                        resume=True)
 
 
 @pytest.mark.slow
