@@ -109,8 +109,9 @@ def time_order(user_ids: np.ndarray, pin_ids: np.ndarray, ts: np.ndarray, *earli
     """Indices that order events by user, then time; ties in time go by a stable hash of (user, pin).
 
     The split, PinSage's pairs and the shared protocols (``embeddings.eval.protocols``) use this order, so
-    that where timestamps tie (HetRec's are dates) the order inside a tie carries no signal. Ordering a tie by pin id would: HetRec's artist ids
-    follow their first appearance in users' top-50 lists, so id-adjacent artists share listeners.
+    that where timestamps tie (HetRec's are dates) the order inside a tie carries no signal. Ordering a tie
+    by pin id would: HetRec's artist ids follow their first appearance in users' top-50 lists, so
+    id-adjacent artists share listeners.
     ``earlier_keys`` (each (N,)) sort before the hash inside a tie (e.g. a slice label, so that within a
     timestamp TRAIN comes first). Returns (N,) int64 indices.
     """
