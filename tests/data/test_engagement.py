@@ -168,7 +168,7 @@ def test_time_order_puts_time_first_and_breaks_ties_by_hash_then_by_the_earlier_
     assert keyed[5:].tolist() == [9, 5]
 
 
-def test_ties_in_time_are_not_in_pin_order_for_most_users():
+def test_ties_in_time_are_not_in_pin_order_for_any_user():
     pins = np.arange(50, dtype=np.int64)
     ts = np.zeros(50).astype("datetime64[D]")
     in_pin_order = [bool((np.diff(pins[time_order(np.full(50, u), pins, ts)]) > 0).all()) for u in range(20)]
