@@ -67,6 +67,7 @@ from embeddings.data.engagement import (  # noqa: E402
 )
 from embeddings.data.features import content_features  # noqa: E402
 from embeddings.data.importers import read_dataset  # noqa: E402
+from embeddings.eval.bootstrap import paired_bootstrap, paired_values  # noqa: E402
 from embeddings.graph.csr import BipartiteCSR  # noqa: E402
 from embeddings.graph.walks import WalkConfig, ppr_neighborhoods  # noqa: E402
 from embeddings.pinsage.data import PinGraph, PositivePairs, positive_pairs, rows_of  # noqa: E402
@@ -93,6 +94,10 @@ DAY_S = 86_400.0
 # (task, metric) reported on TEST: user next-save HR@10 / NDCG@10, item-to-item hit-rate@K and MRR.
 REPORTED = [(USER_TASK, "hr@10"), (USER_TASK, "ndcg@10"), (ITEM_TASK, "hr@10"), (ITEM_TASK, "hr@50"),
             (ITEM_TASK, "hr@100"), (ITEM_TASK, "hr@500"), (ITEM_TASK, "mrr"), (ITEM_TASK, "mrr_scaled_100")]
+# (task, metric) of the paired comparison against the primary model (``paired_differences``).
+PAIRED = [(USER_TASK, "hr@10"), (USER_TASK, "ndcg@10"), (ITEM_TASK, "hr@10"), (ITEM_TASK, "hr@100"),
+          (ITEM_TASK, "mrr")]
+PRIMARY = "pinsage importance"
 
 
 @dataclass(frozen=True)
@@ -340,6 +345,52 @@ def summarize(name: str, runs: Sequence[MethodResult]) -> dict:
     return out
 
 
+def seed_mean(runs: Sequence[MethodResult], task: str, metric: str, reference: MethodResult) -> np.ndarray:
+    """The per-query TEST ``metric`` averaged over the runs (seeds), aligned with ``reference``'s queries
+    (``paired_values`` refuses another evaluation or other queries)."""
+    first = reference.results[(task, "test")]
+    return np.mean([paired_values(first, r.results[(task, "test")], metric)[1] for r in runs], axis=0)
+
+
+def paired_differences(methods: dict[str, Sequence[MethodResult]], trained: set[str], primary: str = PRIMARY,
+                       num_samples: int = 2000) -> dict[str, dict]:
+    """The primary model minus each other method on TEST, per ``PAIRED`` metric: the mean per-query
+    difference and its 95% paired bootstrap interval over the TEST queries (users or item pairs).
+
+    Each side's per-query value is averaged over its seeds first. A trained rival (``trained``: an ablation)
+    is compared on the seeds both ran (seeds 0..n-1 in order); a baseline, deterministic, against every seed
+    of the primary model. The interval is over queries only: seed-to-seed spread is the table's ± column.
+    """
+    out: dict[str, dict] = {}
+    reference = methods[primary][0]
+    for rival, runs in methods.items():
+        if rival == primary:
+            continue
+        n = min(len(runs), len(methods[primary])) if rival in trained else len(methods[primary])
+        ours, theirs = methods[primary][:n], runs[:n] if rival in trained else runs
+        row: dict = {"primary_seeds": n}
+        for task, metric in PAIRED:
+            diff = paired_bootstrap(seed_mean(ours, task, metric, reference),
+                                    seed_mean(theirs, task, metric, reference), num_samples, seed=0)
+            row[f"{task}/{metric}"] = {"diff": round(diff.mean, 6), "ci_low": round(diff.ci_low, 6),
+                                       "ci_high": round(diff.ci_high, 6)}
+        out[rival] = row
+    return out
+
+
+def format_paired(paired: dict[str, dict], primary: str = PRIMARY) -> str:
+    """A Markdown table: primary minus each method, x100, with its 95% paired bootstrap interval."""
+    header = ["method", f"{primary} seeds"] + [f"{'user' if t == USER_TASK else 'i2i'} {m}" for t, m in PAIRED]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for rival, row in paired.items():
+        cells = [rival, str(row["primary_seeds"])]
+        for task, metric in PAIRED:
+            d = row[f"{task}/{metric}"]
+            cells.append(f"{100 * d['diff']:+.2f} [{100 * d['ci_low']:+.2f}, {100 * d['ci_high']:+.2f}]")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def format_summary(rows: dict[str, dict]) -> str:
     """A Markdown table: method x reported metric (mean ± std [min, max] over seeds; x100)."""
     header = ["method", "seeds"] + [f"{'user' if t == USER_TASK else 'i2i'} {m}" for t, m in REPORTED]
@@ -401,6 +452,8 @@ def bench_hetrec(args: argparse.Namespace, variants: Sequence[Variant], options:
     summaries = {name: summarize(name, runs) for name, runs in methods.items()}
     for name, runs in training.items():
         summaries[name]["training"] = runs
+    for name, row in paired_differences(methods, set(training)).items():
+        summaries[name][f"{PRIMARY} minus this"] = row
     return summaries, table, inputs.stats
 
 
@@ -564,6 +617,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     summary_md = format_summary(hetrec)
     print("\nHetRec Last.fm, TEST, x100, mean ± std [min, max] over seeds:\n")
     print(summary_md)
+    paired = {name: s[f"{PRIMARY} minus this"] for name, s in hetrec.items() if name != PRIMARY}
+    paired_md = format_paired(paired)
+    print(f"\n{PRIMARY} minus each method, TEST, x100 [95% paired bootstrap interval over queries]:\n")
+    print(paired_md)
     print(f"\nSynthetic ({args.synthetic_scale}) planted-topic precision@10: {syn['precision_at_10']} "
           f"(gain {syn['gain']:+.4f}, bar +0.15)")
     print("\nBars:\n" + "\n".join(f"  {'MET    ' if ok else 'NOT MET'}  {name}" for name, ok in checks.items()))
@@ -599,6 +656,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                             "train_pairs": args.synthetic_train_pairs, "max_gap_s": args.synthetic_gap_s}}
     lines = [f"HetRec Last.fm, TEST (x100; mean ± std [min, max] over seeds; settings tuned on VALID):\n\n"
              + summary_md + "\n",
+             f"{PRIMARY} minus each method, TEST, x100, per-query values averaged over seeds [95% paired "
+             f"bootstrap interval over the TEST users / item pairs; seed spread is the ± above]:\n\n"
+             + paired_md + "\n",
              f"synthetic {args.synthetic_scale}: planted-topic precision@10 PinSage "
              f"{syn['precision_at_10']['pinsage']:.4f} vs content {syn['precision_at_10']['content features']:.4f} "
              f"(gain {syn['gain']:+.4f}; bar +0.15)",

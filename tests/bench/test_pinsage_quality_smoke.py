@@ -9,10 +9,12 @@ import dataclasses
 import numpy as np
 import pytest
 
-from bench.pinsage_quality import (DEFAULT_ABLATIONS, Inputs, Variant, ablation_list, ablation_variants,
-                                   bench_synthetic, cap_pairs, next_save_pairs, same_day_pairs, train_and_embed,
-                                   train_graph)
+from bench.pinsage_quality import (DEFAULT_ABLATIONS, PAIRED, PRIMARY, Inputs, Variant, ablation_list,
+                                   ablation_variants, bench_synthetic, cap_pairs, format_paired, next_save_pairs,
+                                   paired_differences, same_day_pairs, train_and_embed, train_graph)
 from embeddings.data.engagement import TEST, TRAIN, VALID
+from embeddings.eval.metrics import RankingMetrics
+from embeddings.pinsage.evaluation import ITEM_TASK, USER_TASK, MethodResult
 from embeddings.pinsage.data import PinGraph, PositivePairs
 from embeddings.pinsage.training import TrainingOptions
 
@@ -153,3 +155,50 @@ def test_ablation_variants_run_the_primary_seeds_and_one_seed_per_paper_row() ->
     assert not names["pinsage importance, max-margin, no hard negatives"].hard_negatives
     only_max = ablation_variants(("max",), (0,), 3, "sampled_softmax", 50)
     assert [v.name for v in only_max] == ["pinsage importance", "pinsage max pooling"]
+
+
+def _result(name: str, values: dict[tuple[str, str], list[float]], protocol: str = "p") -> MethodResult:
+    """A MethodResult whose TEST metrics per (task, metric) are the given per-query values."""
+    results = {}
+    for task in (ITEM_TASK, USER_TASK):
+        metrics = {metric: np.asarray(v, dtype=np.float64) for (t, metric), v in values.items() if t == task}
+        n = len(next(iter(metrics.values())))
+        results[(task, "test")] = RankingMetrics(f"{protocol} {task}", np.arange(n), metrics, np.zeros(n, np.int64),
+                                                 np.ones(n, np.int64))
+    return MethodResult(name, {}, results, 0.0)
+
+
+def test_paired_differences_average_seeds_and_compare_ablations_on_shared_seeds_only() -> None:
+    n = 200
+    rng = np.random.default_rng(0)
+
+    def values(offset: float) -> dict[tuple[str, str], list[float]]:
+        return {key: (rng.random(n) < 0.3 + offset).astype(float).tolist() for key in PAIRED}
+
+    seed0, seed1 = _result("p0", values(0.2)), _result("p1", values(0.2))
+    baseline, ablation = _result("b", values(0.0)), _result("m0", values(0.2))
+    methods = {PRIMARY: [seed0, seed1], "pinsage mean": [ablation], "Pixie": [baseline]}
+    paired = paired_differences(methods, trained={PRIMARY, "pinsage mean"}, num_samples=500)
+
+    assert set(paired) == {"pinsage mean", "Pixie"}
+    assert paired["Pixie"]["primary_seeds"] == 2 and paired["pinsage mean"]["primary_seeds"] == 1
+    for key in PAIRED:
+        name = f"{key[0]}/{key[1]}"
+        expected = np.mean([seed0.results[(key[0], "test")].metric(key[1]),
+                            seed1.results[(key[0], "test")].metric(key[1])], axis=0) \
+            - baseline.results[(key[0], "test")].metric(key[1])
+        d = paired["Pixie"][name]
+        assert d["diff"] == pytest.approx(expected.mean(), abs=1e-6)
+        assert d["ci_low"] < d["diff"] < d["ci_high"]
+        # the ablation ran seed 0 only, so the primary model's seed 1 does not enter its comparison
+        same_seed = seed0.results[(key[0], "test")].metric(key[1]) - ablation.results[(key[0], "test")].metric(key[1])
+        assert paired["pinsage mean"][name]["diff"] == pytest.approx(same_seed.mean(), abs=1e-6)
+    table = format_paired(paired)
+    assert table.count("\n") == 3 and "| Pixie | 2 |" in table
+
+
+def test_paired_differences_refuse_results_over_other_queries() -> None:
+    values = {key: [1.0, 0.0, 1.0] for key in PAIRED}
+    other = _result("b", {key: [0.0, 1.0] for key in PAIRED})
+    with pytest.raises(ValueError, match="different queries|different evaluations"):
+        paired_differences({PRIMARY: [_result("p", values)], "Pixie": [other]}, trained={PRIMARY})
