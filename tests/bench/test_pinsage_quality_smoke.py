@@ -14,8 +14,8 @@ from bench.pinsage_quality import (DEFAULT_ABLATIONS, PAIRED, PRIMARY, Inputs, V
                                    paired_differences, same_day_pairs, train_and_embed, train_graph)
 from embeddings.data.engagement import TEST, TRAIN, VALID
 from embeddings.eval.metrics import RankingMetrics
-from embeddings.pinsage.evaluation import ITEM_TASK, USER_TASK, MethodResult
 from embeddings.pinsage.data import PinGraph, PositivePairs
+from embeddings.pinsage.evaluation import ITEM_TASK, USER_TASK, MethodResult
 from embeddings.pinsage.training import TrainingOptions
 
 DAY_US = 86_400 * 10**6
@@ -157,13 +157,13 @@ def test_ablation_variants_run_the_primary_seeds_and_one_seed_per_paper_row() ->
     assert [v.name for v in only_max] == ["pinsage importance", "pinsage max pooling"]
 
 
-def _result(name: str, values: dict[tuple[str, str], list[float]], protocol: str = "p") -> MethodResult:
+def _result(name: str, values: dict[tuple[str, str], list[float]]) -> MethodResult:
     """A MethodResult whose TEST metrics per (task, metric) are the given per-query values."""
     results = {}
     for task in (ITEM_TASK, USER_TASK):
         metrics = {metric: np.asarray(v, dtype=np.float64) for (t, metric), v in values.items() if t == task}
         n = len(next(iter(metrics.values())))
-        results[(task, "test")] = RankingMetrics(f"{protocol} {task}", np.arange(n), metrics, np.zeros(n, np.int64),
+        results[(task, "test")] = RankingMetrics(f"protocol of {task}", np.arange(n), metrics, np.zeros(n, np.int64),
                                                  np.ones(n, np.int64))
     return MethodResult(name, {}, results, 0.0)
 
