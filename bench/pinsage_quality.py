@@ -34,7 +34,7 @@ With ``--workdir`` every training keeps its checkpoint there and a rerun resumes
 is only embedded again, an interrupted one continues from its last epoch, and one with other settings or
 data is refused (``train``'s fingerprint). Each run's summary says whether it was resumed, and its
 ``train_seconds`` count the training across resumptions. With 4 same-day partners a HetRec training takes
-about 80 s per epoch on 2 cores, 10-20 epochs.
+80-110 s per epoch on 2 cores, and early stopping ends it after 8-20 epochs (docs/PINSAGE.md).
 """
 
 from __future__ import annotations
@@ -366,8 +366,9 @@ def paired_differences(methods: dict[str, Sequence[MethodResult]], trained: set[
     for rival, runs in methods.items():
         if rival == primary:
             continue
-        n = min(len(runs), len(methods[primary])) if rival in trained else len(methods[primary])
-        ours, theirs = methods[primary][:n], runs[:n] if rival in trained else runs
+        shared = rival in trained  # an ablation: compared on the seeds both ran
+        n = min(len(runs), len(methods[primary])) if shared else len(methods[primary])
+        ours, theirs = methods[primary][:n], (runs[:n] if shared else runs)
         row: dict = {"primary_seeds": n}
         for task, metric in PAIRED:
             diff = paired_bootstrap(seed_mean(ours, task, metric, reference),
