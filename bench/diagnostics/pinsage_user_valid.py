@@ -8,6 +8,10 @@ call skips training), then scores the user next-save task
 on the VALID slice for every user setting of ``--settings`` for PinSage and content features, and the
 baselines' wider grids (item-kNN neighbor counts, Pixie's latest query pins). Prints one JSON line per
 (method, setting) and records nothing: docs/PINSAGE.md keeps what it decided.
+
+``--segments`` splits each line by the target: HR@10 over users whose VALID target was saved in TRAIN
+("warm": on the graph, within the walks' reach) and over the rest ("cold": reachable only through content
+features), with the share of cold pins in the method's top 10s.
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bench.pinsage_quality import Variant, build_parser, hetrec_inputs, train_and_embed, training_options  # noqa: E402
+from embeddings.eval.metrics import RankingMetrics, top_k  # noqa: E402
 from embeddings.eval.scorers import EmbeddingScorer  # noqa: E402
 from embeddings.pinsage.evaluation import (  # noqa: E402
     PIXIE_CANDIDATES,
@@ -95,6 +100,25 @@ def transition_factory(vectors: np.ndarray):
     return users
 
 
+def segments(evaluator: Evaluator, scorer, result: RankingMetrics, slice_name: str = "valid") -> dict:
+    """HR@10 over users with a warm target (saved in TRAIN) and a cold one, and the cold share of the top 10s.
+
+    A user's target is cold when none of their targets has a TRAIN save (mode "next" gives one target).
+    """
+    targets = evaluator.user_targets(slice_name)
+    warm_pin = np.asarray(evaluator.data.train_matrix().sum(axis=0)).ravel() > 0
+    users = result.query_ids
+    warm_user = np.array([warm_pin[targets.targets.indices[targets.targets.indptr[u]:targets.targets.indptr[u + 1]]]
+                         .any() for u in users])
+    hits = result.metric("hr@10")
+    top, _ = top_k(scorer, users, 10, evaluator.data.num_items, seen=targets.history.matrix())
+    listed = top[top >= 0]
+    return {"warm_users": int(warm_user.sum()), "cold_users": int((~warm_user).sum()),
+            "hr@10_warm": round(float(hits[warm_user].mean()), 4),
+            "hr@10_cold": round(float(hits[~warm_user].mean()), 4) if (~warm_user).any() else None,
+            "top10_cold_share": round(float((~warm_pin[listed]).mean()), 4)}
+
+
 def main(argv: list[str]) -> None:
     parser = build_parser()
     parser.description = __doc__.splitlines()[0]
@@ -105,6 +129,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--knn", type=int, nargs="*", default=[400, 1000, 3000])
     parser.add_argument("--pixie-latest", type=int, nargs="*", default=[20, 50, 200])
     parser.add_argument("--skip-content", action="store_true")
+    parser.add_argument("--segments", action="store_true",
+                        help="split HR@10 by warm / cold targets and give the cold share of the top 10s")
     parser.add_argument("--walk-settings", type=parse_walk, nargs="*", default=[],
                         help="latest:neighbors:temperature:boost:recency, e.g. 20:100:0.05:sqrt:1")
     args = parser.parse_args(argv)
@@ -125,10 +151,13 @@ def main(argv: list[str]) -> None:
     def show(method: str, setting, factory) -> None:
         started = time.perf_counter()
         result = evaluator.users(factory, setting, "valid")
-        print(json.dumps({"method": method, "setting": repr(setting),
-                          "valid_hr@10": round(float(result.metric("hr@10").mean()), 4),
-                          "valid_ndcg@10": round(float(result.metric("ndcg@10").mean()), 4),
-                          "seconds": round(time.perf_counter() - started, 1)}), flush=True)
+        line = {"method": method, "setting": repr(setting),
+                "valid_hr@10": round(float(result.metric("hr@10").mean()), 4),
+                "valid_ndcg@10": round(float(result.metric("ndcg@10").mean()), 4),
+                "seconds": round(time.perf_counter() - started, 1)}
+        if args.segments:
+            line.update(segments(evaluator, factory(evaluator.user_targets("valid"), setting), result))
+        print(json.dumps(line), flush=True)
 
     embedded = {"pinsage": vectors} if args.skip_content else {"pinsage": vectors,
                                                                 "content": inputs.graph.features}

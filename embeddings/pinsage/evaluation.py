@@ -149,6 +149,10 @@ class Evaluator:
             log.info("%s slice: %d item-to-item pairs, %d users with a next-save target (%s)", name,
                      len(data.pairs[name]), int((np.diff(targets.targets.indptr) > 0).sum()), data.split[name])
 
+    def user_targets(self, slice_name: str) -> UserTargets:
+        """The slice's history and user targets (built once)."""
+        return self._users[slice_name]
+
     def item_to_item(self, scorer, slice_name: str) -> RankingMetrics:
         pairs = self.data.pairs[slice_name]
         return evaluate_item_to_item(scorer, pairs[:, 0], pairs[:, 1], self.data.num_items,
@@ -156,7 +160,7 @@ class Evaluator:
                                      chunk_size=self.chunk_size)
 
     def users(self, make_scorer: UserScorerFactory, setting: Hashable, slice_name: str) -> RankingMetrics:
-        targets = self._users[slice_name]
+        targets = self.user_targets(slice_name)
         return evaluate_users(make_scorer(targets, setting), targets, self.data.protocol(USER_TASK, slice_name),
                               ks=USER_KS, chunk_size=self.chunk_size)
 

@@ -1,11 +1,14 @@
-"""bench/diagnostics/pinsage_user_valid.py: the Pixie-style blend of cosine neighbours on literal vectors."""
+"""bench/diagnostics/pinsage_user_valid.py: the Pixie-style blend of cosine neighbours and the warm / cold split,
+on literal data."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from bench.diagnostics.pinsage_user_valid import TransitionScorer, parse_setting, parse_walk
+from bench.diagnostics.pinsage_user_valid import TransitionScorer, parse_setting, parse_walk, segments
+from embeddings.data.engagement import TRAIN, VALID
+from embeddings.pinsage.evaluation import EvaluationData, Evaluator
 
 # pins 0-2 point one way, 3-5 the other; pin 1 sits nearest to pin 0
 ITEMS = np.array([[1, 0], [0.99, 0.14], [0.9, 0.44], [0, 1], [0.14, 0.99], [0.44, 0.9]], dtype=np.float32)
@@ -40,3 +43,27 @@ def test_settings_parse_from_the_command_line() -> None:
     assert parse_setting("200:softmax:0.1") == (200, "softmax", 0.1)
     assert parse_setting("20:sum") == (20, "sum")
     assert parse_walk("20:100:0.05:sqrt:1") == (20, 100, 0.05, "sqrt", True)
+
+
+def test_segments_split_hits_by_warm_and_cold_targets() -> None:
+    # pins 0-2 are saved in TRAIN (warm), 3-4 never (cold); users 0 and 1 then save warm pin 2, user 2 cold pin 3
+    users = np.array([0, 0, 1, 1, 2, 0, 1, 2])
+    items = np.array([0, 1, 0, 1, 2, 2, 2, 3])
+    labels = np.array([TRAIN] * 5 + [VALID] * 3, dtype=np.int8)
+    ts = (np.datetime64("2024-01-01T00:00:00", "us") + np.arange(8) * np.timedelta64(1, "D")).astype("datetime64[us]")
+    none = np.empty((0, 2), np.int64)
+    data = EvaluationData(num_items=5, users=users, items=items, ts=ts, labels=labels,
+                          pairs={"valid": none, "test": none}, split={"valid": "v", "test": "t"}, max_users=0)
+    evaluator = Evaluator(data)
+    # every user ranks pin 4 (cold), then 3 (cold), then 2 (warm): top 10 holds every unseen pin
+    scores = np.array([0.0, 0.0, 1.0, 2.0, 3.0])
+
+    def factory(_targets, _setting):
+        return lambda rows: np.tile(scores, (len(rows), 1))
+
+    result = evaluator.users(factory, None, "valid")
+    out = segments(evaluator, factory(None, None), result)
+    assert (out["warm_users"], out["cold_users"]) == (2, 1)
+    assert out["hr@10_warm"] == 1.0 and out["hr@10_cold"] == 1.0
+    # users 0 and 1 are shown pins 4, 3, 2 (2 cold of 3); user 2, who saved pin 2, pins 4, 3, 0, 1 (2 cold of 4)
+    assert out["top10_cold_share"] == round(6 / 10, 4)
