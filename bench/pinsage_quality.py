@@ -189,6 +189,26 @@ def neighborhoods(csr: BipartiteCSR, walk: WalkConfig) -> tuple[np.ndarray, np.n
     return result.neighbors, result.weights, result.band_samples, seconds
 
 
+def weight_concentration(neighbors: np.ndarray, weights: np.ndarray) -> dict:
+    """How far the PPR visit weights are from uniform, over the pins that have neighbors.
+
+    Importance pooling weighs a pin's neighbors by these weights; mean pooling weighs them equally, so the
+    nearer to uniform they are, the closer the two poolings are. Args: (P, T) neighbors (-1 = none) and
+    weights. Returns the medians of the neighbor count, of the top neighbor's share (uniform: 1/count), of the
+    top 5's share and of the effective neighbor count ``exp(entropy)`` (uniform: the count).
+    """
+    valid = neighbors >= 0
+    has = valid.any(axis=1)
+    w = np.where(valid, weights, 0.0)[has].astype(np.float64)
+    p = w / w.sum(axis=1, keepdims=True)
+    entropy = -(p * np.log(np.where(p > 0, p, 1.0))).sum(axis=1)
+    ranked = -np.sort(-p, axis=1)
+    return {"pins": int(has.sum()), "median_neighbors": float(np.median(valid[has].sum(axis=1))),
+            "median_top_share": round(float(np.median(ranked[:, 0])), 4),
+            "median_top5_share": round(float(np.median(ranked[:, :5].sum(axis=1))), 4),
+            "median_effective_neighbors": round(float(np.median(np.exp(entropy))), 2)}
+
+
 def next_save_pairs(users: np.ndarray, items: np.ndarray, ts: np.ndarray, labels: np.ndarray,
                     max_gap_s: float | None) -> tuple[np.ndarray, np.ndarray]:
     """Each user's consecutive positive saves of two different pins, labelled by the second's slice.
@@ -323,6 +343,7 @@ def public_inputs(path: Path, walk: WalkConfig, max_gap_s: float | None, max_tra
         "graph": {"pins_with_boards": int((csr.pin_degree() > 0).sum()), "boards": csr.num_boards,
                   "edges": csr.num_edges, "ppr_seconds": round(ppr_s, 1)},
         "pins_with_hard_negatives": int((band[:, 0] >= 0).sum()),
+        "neighbor_weights": weight_concentration(neighbors, weights),
         "feature_dim": int(features.shape[1]),
         "pairs": {"train_available": len(train_pairs), "train_next_save": next_pairs,
                   "day_partners": day_partners, "train_used": len(positive.train),

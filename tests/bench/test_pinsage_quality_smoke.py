@@ -11,7 +11,8 @@ import pytest
 
 from bench.pinsage_quality import (DEFAULT_ABLATIONS, PAIRED, PRIMARY, Inputs, Variant, ablation_list,
                                    ablation_variants, bench_synthetic, cap_pairs, format_paired, next_save_pairs,
-                                   paired_differences, same_day_pairs, train_and_embed, train_graph)
+                                   paired_differences, same_day_pairs, train_and_embed, train_graph,
+                                   weight_concentration)
 from embeddings.data.engagement import TEST, TRAIN, VALID
 from embeddings.eval.metrics import RankingMetrics
 from embeddings.pinsage.data import PinGraph, PositivePairs
@@ -70,6 +71,18 @@ def test_train_graph_dedups_edges_and_keeps_isolated_pins() -> None:
     assert csr.num_pins == 4 and csr.num_boards == 2 and csr.num_edges == 3
     assert csr.pin_degree().tolist() == [1, 1, 1, 0]
     assert csr.board_ids.tolist() == [700, 900]
+
+
+def test_weight_concentration_measures_how_far_visit_weights_are_from_uniform() -> None:
+    neighbors = np.array([[1, 2, 3, 4], [0, 2, 3, 4], [0, 1, -1, -1], [-1, -1, -1, -1]])
+    weights = np.array([[5.0, 5, 5, 5], [97, 1, 1, 1], [3, 1, 9, 9], [0, 0, 0, 0]])  # padding weights ignored
+    out = weight_concentration(neighbors, weights)
+    assert out["pins"] == 3 and out["median_neighbors"] == 4.0  # counts 4, 4, 2; the isolated pin is left out
+    # top shares 0.25 (uniform), 0.97, 0.75; effective counts 4, about 1.17, about 1.75
+    assert out["median_top_share"] == 0.75
+    assert out["median_top5_share"] == 1.0
+    assert out["median_effective_neighbors"] == pytest.approx(np.exp(-(0.75 * np.log(0.75) + 0.25 * np.log(0.25))),
+                                                              abs=0.01)
 
 
 def test_cap_pairs_is_a_seeded_ordered_sample() -> None:
