@@ -249,6 +249,20 @@ def same_day_pairs(users: np.ndarray, items: np.ndarray, ts: np.ndarray, partner
     return np.concatenate(out).astype(np.int64) if out else np.empty((0, 2), np.int64)
 
 
+def ppr_pairs(neighbors: np.ndarray, positives: int) -> np.ndarray:
+    """Each pin paired with its ``positives`` nearest PPR neighbors (best first; -1 and the pin itself skipped).
+
+    GraphSAGE's unsupervised positives: pins that co-occur on the graph's walks. Pixie ranks by these visits,
+    so the pairs teach PinSage the proximity that Pixie's user lists follow. Args: (P, T) neighbor rows.
+    Returns (N, 2) int64 [pin, neighbor].
+    """
+    top = neighbors[:, :max(positives, 0)]
+    pins = np.repeat(np.arange(len(neighbors)), top.shape[1])
+    partner = top.ravel()
+    keep = (partner >= 0) & (partner != pins)
+    return np.stack([pins[keep], partner[keep]], axis=1).astype(np.int64)
+
+
 def cap_pairs(pairs: np.ndarray, limit: int, seed: int) -> np.ndarray:
     """A seeded sample of at most ``limit`` pairs (order kept); 0 = all."""
     if not limit or len(pairs) <= limit:
@@ -294,12 +308,13 @@ def train_and_embed(inputs: Inputs, variant: Variant, seed: int, options: Traini
 
 
 def public_inputs(path: Path, walk: WalkConfig, max_gap_s: float | None, max_train_pairs: int,
-                  dataset: str = "hetrec-lastfm", day_partners: int = 0) -> tuple[Inputs, EvaluationData]:
+                  dataset: str = "hetrec-lastfm", day_partners: int = 0,
+                  ppr_positives: int = 0) -> tuple[Inputs, EvaluationData]:
     """Import a public dataset (``importers.DATASETS``: HetRec Last.fm here, MovieLens too for
     bench/pinnerformer_quality.py), keep its positive engagements (HetRec's are all saves; MovieLens's are
     ratings >= 4), split them per user, build graph / neighborhoods / features / pairs from TRAIN.
     ``day_partners`` > 0 adds ``same_day_pairs`` of the TRAIN saves to the training pairs (never to the
-    held-out pairs the evaluation scores)."""
+    held-out pairs the evaluation scores); ``ppr_positives`` > 0 adds ``ppr_pairs`` of the TRAIN graph."""
     imported = read_dataset(dataset, path)
     events, pins = imported.events, imported.pins.sort_by("pin_id")
     events = events.filter(pa.array(positive_mask(events.column("action").to_numpy(zero_copy_only=False),
@@ -327,6 +342,8 @@ def public_inputs(path: Path, walk: WalkConfig, max_gap_s: float | None, max_tra
     if day_partners:
         train_pairs = np.unique(np.concatenate([train_pairs, same_day_pairs(
             users[train], rows[train], ts[train], day_partners)]), axis=0)
+    if ppr_positives:
+        train_pairs = np.unique(np.concatenate([train_pairs, ppr_pairs(neighbors, ppr_positives)]), axis=0)
     split_pairs = {"valid": pairs[pair_labels == VALID], "test": pairs[pair_labels == TEST]}
     positive = PositivePairs(cap_pairs(train_pairs, max_train_pairs, seed=0), split_pairs["valid"])
     gap = "no gap limit" if max_gap_s is None else f"gap <= {max_gap_s / DAY_S:g} days"
@@ -346,7 +363,7 @@ def public_inputs(path: Path, walk: WalkConfig, max_gap_s: float | None, max_tra
         "neighbor_weights": weight_concentration(neighbors, weights),
         "feature_dim": int(features.shape[1]),
         "pairs": {"train_available": len(train_pairs), "train_next_save": next_pairs,
-                  "day_partners": day_partners, "train_used": len(positive.train),
+                  "day_partners": day_partners, "ppr_positives": ppr_positives, "train_used": len(positive.train),
                   "valid": len(split_pairs["valid"]), "test": len(split_pairs["test"]), "gap": gap},
     }
     log.info("%s: %s", dataset, stats)
@@ -445,7 +462,7 @@ def hetrec_inputs(args: argparse.Namespace) -> tuple[Inputs, EvaluationData]:
     """HetRec Last.fm as the flags describe it (``public_inputs``)."""
     max_gap_s = None if args.max_gap_days <= 0 else args.max_gap_days * DAY_S
     return public_inputs(Path(args.hetrec_path), walk_config(args), max_gap_s, args.max_train_pairs,
-                         day_partners=args.day_partners)
+                         day_partners=args.day_partners, ppr_positives=args.ppr_positives)
 
 
 def bench_hetrec(args: argparse.Namespace, variants: Sequence[Variant], options: TrainingOptions,
@@ -592,6 +609,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--day-partners", type=int, default=4,
                         help="add to the training pairs each pin's N same-day partners (same_day_pairs; 0: none; "
                              "4 chosen on VALID, docs/PINSAGE.md)")
+    parser.add_argument("--ppr-positives", type=int, default=0,
+                        help="add to the training pairs each pin's N nearest PPR neighbors (ppr_pairs; 0: none)")
     parser.add_argument("--max-train-pairs", type=int, default=0, help="seeded sample of training pairs (0: all)")
     parser.add_argument("--ppr-steps", type=int, default=5_000)
     parser.add_argument("--num-neighbors", type=int, default=50)
@@ -671,7 +690,7 @@ def main(argv: Sequence[str] | None = None) -> None:
               "model": {"hidden_dim": args.hidden_dim, "embedding_dim": args.embedding_dim, "num_layers": 2,
                         "num_neighbors": args.num_neighbors},
               "hetrec_pairs": {"max_gap_days": args.max_gap_days, "day_partners": args.day_partners,
-                               "max_train_pairs": args.max_train_pairs},
+                               "ppr_positives": args.ppr_positives, "max_train_pairs": args.max_train_pairs},
               "walk": {"num_steps": args.ppr_steps, "top_t": args.num_neighbors, "band": [200, 500],
                        "num_band_samples": 20},
               "synthetic": {"scale": args.synthetic_scale, "epochs_cap": args.synthetic_epochs,

@@ -11,8 +11,8 @@ import pytest
 
 from bench.pinsage_quality import (DEFAULT_ABLATIONS, PAIRED, PRIMARY, Inputs, Variant, ablation_list,
                                    ablation_variants, bench_synthetic, cap_pairs, format_paired, next_save_pairs,
-                                   paired_differences, same_day_pairs, train_and_embed, train_graph,
-                                   weight_concentration)
+                                   paired_differences, ppr_pairs, same_day_pairs, train_and_embed,
+                                   train_graph, weight_concentration)
 from embeddings.data.engagement import TEST, TRAIN, VALID
 from embeddings.eval.metrics import RankingMetrics
 from embeddings.pinsage.data import PinGraph, PositivePairs
@@ -83,6 +83,13 @@ def test_weight_concentration_measures_how_far_visit_weights_are_from_uniform() 
     assert out["median_top5_share"] == 1.0
     assert out["median_effective_neighbors"] == pytest.approx(np.exp(-(0.75 * np.log(0.75) + 0.25 * np.log(0.25))),
                                                               abs=0.01)
+
+
+def test_ppr_pairs_pair_each_pin_with_its_nearest_neighbors_only() -> None:
+    neighbors = np.array([[2, 1, 3], [1, 0, -1], [-1, -1, -1], [0, 2, 1]])  # pin 1 lists itself first
+    assert ppr_pairs(neighbors, 2).tolist() == [[0, 2], [0, 1], [1, 0], [3, 0], [3, 2]]
+    assert ppr_pairs(neighbors, 0).shape == (0, 2)
+    assert len(ppr_pairs(neighbors, 10)) == 7  # all of them, padding and self left out
 
 
 def test_cap_pairs_is_a_seeded_ordered_sample() -> None:
