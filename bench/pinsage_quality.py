@@ -34,7 +34,7 @@ With ``--workdir`` every training keeps its checkpoint there and a rerun resumes
 is only embedded again, an interrupted one continues from its last epoch, and one with other settings or
 data is refused (``train``'s fingerprint). Each run's summary says whether it was resumed, and its
 ``train_seconds`` count the training across resumptions. With 4 same-day partners a HetRec training takes
-80-110 s per epoch on 2 cores, and early stopping ends it after 8-20 epochs (docs/PINSAGE.md).
+80-120 s per epoch on 2 cores, and early stopping ends it after 8-20 epochs (docs/PINSAGE.md).
 """
 
 from __future__ import annotations

@@ -108,14 +108,16 @@ def segments(evaluator: Evaluator, scorer, result: RankingMetrics, slice_name: s
     targets = evaluator.user_targets(slice_name)
     warm_pin = np.asarray(evaluator.data.train_matrix().sum(axis=0)).ravel() > 0
     users = result.query_ids
-    warm_user = np.array([warm_pin[targets.targets.indices[targets.targets.indptr[u]:targets.targets.indptr[u + 1]]]
-                         .any() for u in users])
+    warm_user = (targets.targets[users] @ warm_pin.astype(np.float64)) > 0
     hits = result.metric("hr@10")
     top, _ = top_k(scorer, users, 10, evaluator.data.num_items, seen=targets.history.matrix())
     listed = top[top >= 0]
+
+    def mean_hits(mask: np.ndarray) -> float | None:
+        return round(float(hits[mask].mean()), 4) if mask.any() else None
+
     return {"warm_users": int(warm_user.sum()), "cold_users": int((~warm_user).sum()),
-            "hr@10_warm": round(float(hits[warm_user].mean()), 4),
-            "hr@10_cold": round(float(hits[~warm_user].mean()), 4) if (~warm_user).any() else None,
+            "hr@10_warm": mean_hits(warm_user), "hr@10_cold": mean_hits(~warm_user),
             "top10_cold_share": round(float((~warm_pin[listed]).mean()), 4)}
 
 
