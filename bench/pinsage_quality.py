@@ -65,7 +65,7 @@ from embeddings.data import synthetic  # noqa: E402
 from embeddings.data.engagement import (  # noqa: E402
     TEST, TRAIN, VALID, TimeSplit, positive_mask, split_per_user, time_order,
 )
-from embeddings.data.features import content_features  # noqa: E402
+from embeddings.data.features import DEFAULT_TEXT_DIM, content_features  # noqa: E402
 from embeddings.data.importers import read_dataset  # noqa: E402
 from embeddings.eval.bootstrap import paired_bootstrap, paired_values  # noqa: E402
 from embeddings.graph.csr import BipartiteCSR  # noqa: E402
@@ -309,12 +309,13 @@ def train_and_embed(inputs: Inputs, variant: Variant, seed: int, options: Traini
 
 def public_inputs(path: Path, walk: WalkConfig, max_gap_s: float | None, max_train_pairs: int,
                   dataset: str = "hetrec-lastfm", day_partners: int = 0,
-                  ppr_positives: int = 0) -> tuple[Inputs, EvaluationData]:
+                  ppr_positives: int = 0, text_dim: int = DEFAULT_TEXT_DIM) -> tuple[Inputs, EvaluationData]:
     """Import a public dataset (``importers.DATASETS``: HetRec Last.fm here, MovieLens too for
     bench/pinnerformer_quality.py), keep its positive engagements (HetRec's are all saves; MovieLens's are
     ratings >= 4), split them per user, build graph / neighborhoods / features / pairs from TRAIN.
     ``day_partners`` > 0 adds ``same_day_pairs`` of the TRAIN saves to the training pairs (never to the
-    held-out pairs the evaluation scores); ``ppr_positives`` > 0 adds ``ppr_pairs`` of the TRAIN graph."""
+    held-out pairs the evaluation scores); ``ppr_positives`` > 0 adds ``ppr_pairs`` of the TRAIN graph.
+    ``text_dim`` is the width of the hashed pin text in the content features (``content_features``)."""
     imported = read_dataset(dataset, path)
     events, pins = imported.events, imported.pins.sort_by("pin_id")
     events = events.filter(pa.array(positive_mask(events.column("action").to_numpy(zero_copy_only=False),
@@ -333,7 +334,7 @@ def public_inputs(path: Path, walk: WalkConfig, max_gap_s: float | None, max_tra
     train = labels == TRAIN
     csr = train_graph(rows[train], events.column("board_id").to_numpy()[train], pin_ids)
     neighbors, weights, band, ppr_s = neighborhoods(csr, walk)
-    features = content_features(pin_ids, pins.column("text").to_pylist())
+    features = content_features(pin_ids, pins.column("text").to_pylist(), text_dim=text_dim)
     graph = PinGraph(pin_ids, features, neighbors, weights, band)
 
     pairs, pair_labels = next_save_pairs(users, rows, ts, labels, max_gap_s)
@@ -462,7 +463,8 @@ def hetrec_inputs(args: argparse.Namespace) -> tuple[Inputs, EvaluationData]:
     """HetRec Last.fm as the flags describe it (``public_inputs``)."""
     max_gap_s = None if args.max_gap_days <= 0 else args.max_gap_days * DAY_S
     return public_inputs(Path(args.hetrec_path), walk_config(args), max_gap_s, args.max_train_pairs,
-                         day_partners=args.day_partners, ppr_positives=args.ppr_positives)
+                         day_partners=args.day_partners, ppr_positives=args.ppr_positives,
+                         text_dim=args.text_dim)
 
 
 def bench_hetrec(args: argparse.Namespace, variants: Sequence[Variant], options: TrainingOptions,
@@ -522,7 +524,7 @@ def bench_synthetic(args: argparse.Namespace, options: TrainingOptions, workdir:
     csr = train_graph(rows_of(pin_ids, events.column("pin_id").to_numpy()[saves]),
                       events.column("board_id").to_numpy()[saves], pin_ids)
     neighbors, weights, band, ppr_s = neighborhoods(csr, walk_config(args))
-    features = content_features(pin_ids, pins.column("text").to_pylist())
+    features = content_features(pin_ids, pins.column("text").to_pylist(), text_dim=args.text_dim)
     graph = PinGraph(pin_ids, features, neighbors, weights, band)
     pairs = positive_pairs(events, pin_ids, split, args.synthetic_gap_s)
     pairs = PositivePairs(cap_pairs(pairs.train, args.synthetic_train_pairs, seed=0), pairs.valid, pairs.stats)
@@ -614,6 +616,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-train-pairs", type=int, default=0, help="seeded sample of training pairs (0: all)")
     parser.add_argument("--ppr-steps", type=int, default=5_000)
     parser.add_argument("--num-neighbors", type=int, default=50)
+    parser.add_argument("--text-dim", type=int, default=DEFAULT_TEXT_DIM,
+                        help="width of the hashed pin text in the content features, both datasets (content_features)")
     parser.add_argument("--hidden-dim", type=int, default=256)
     parser.add_argument("--embedding-dim", type=int, default=256)
     parser.add_argument("--synthetic-scale", default="demo")
@@ -687,7 +691,8 @@ def main(argv: Sequence[str] | None = None) -> None:
               "hetrec_grids": {"user_settings": [list(x) for x in HETREC_USER_SETTINGS],
                                "item_knn_neighbors": list(HETREC_KNN_NEIGHBORS),
                                "pixie_latest": list(HETREC_PIXIE_LATEST)},
-              "model": {"hidden_dim": args.hidden_dim, "embedding_dim": args.embedding_dim, "num_layers": 2,
+              "model": {"text_dim": args.text_dim, "hidden_dim": args.hidden_dim,
+                        "embedding_dim": args.embedding_dim, "num_layers": 2,
                         "num_neighbors": args.num_neighbors},
               "hetrec_pairs": {"max_gap_days": args.max_gap_days, "day_partners": args.day_partners,
                                "ppr_positives": args.ppr_positives, "max_train_pairs": args.max_train_pairs},

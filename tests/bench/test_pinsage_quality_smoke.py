@@ -11,13 +11,15 @@ import pytest
 
 from bench.pinsage_quality import (DEFAULT_ABLATIONS, PAIRED, PRIMARY, Inputs, Variant, ablation_list,
                                    ablation_variants, bench_synthetic, cap_pairs, format_paired, next_save_pairs,
-                                   paired_differences, ppr_pairs, same_day_pairs, train_and_embed,
-                                   train_graph, weight_concentration)
+                                   paired_differences, ppr_pairs, public_inputs, same_day_pairs,
+                                   train_and_embed, train_graph, weight_concentration)
 from embeddings.data.engagement import TEST, TRAIN, VALID
+from embeddings.graph.walks import WalkConfig
 from embeddings.eval.metrics import RankingMetrics
 from embeddings.pinsage.data import PinGraph, PositivePairs
 from embeddings.pinsage.evaluation import ITEM_TASK, USER_TASK, MethodResult
 from embeddings.pinsage.training import TrainingOptions
+from tests.data.test_importers import write_hetrec
 
 DAY_US = 86_400 * 10**6
 
@@ -92,6 +94,16 @@ def test_ppr_pairs_pair_each_pin_with_its_nearest_neighbors_only() -> None:
     assert len(ppr_pairs(neighbors, 10)) == 7  # all of them, padding and self left out
 
 
+def test_public_inputs_hash_pin_text_at_the_asked_width(tmp_path) -> None:
+    source = write_hetrec(tmp_path / "hetrec")
+    walk = WalkConfig(num_steps=50, top_t=2, band=(1, 2), num_band_samples=1)
+    narrow, _ = public_inputs(source, walk, None, 0, text_dim=8)
+    wide, _ = public_inputs(source, walk, None, 0, text_dim=64)
+    pins = len(narrow.graph.pin_ids)
+    assert pins > 0 and narrow.graph.features.shape == (pins, 8) and wide.graph.features.shape == (pins, 64)
+    np.testing.assert_allclose(np.linalg.norm(wide.graph.features, axis=1), 1.0, rtol=1e-6)
+
+
 def test_cap_pairs_is_a_seeded_ordered_sample() -> None:
     pairs = np.arange(20).reshape(10, 2)
     assert cap_pairs(pairs, 0, seed=0) is pairs
@@ -148,7 +160,7 @@ def test_a_resumed_bench_run_reuses_a_finished_training_and_refuses_other_settin
 def test_synthetic_part_runs_on_the_tiny_world(tmp_path) -> None:
     args = argparse.Namespace(synthetic_scale="tiny", ppr_steps=500, num_neighbors=10, synthetic_gap_s=1800.0,
                               synthetic_train_pairs=2000, synthetic_epochs=1, synthetic_queries=200,
-                              hidden_dim=16, embedding_dim=16, loss="sampled_softmax",
+                              text_dim=32, hidden_dim=16, embedding_dim=16, loss="sampled_softmax",
                               ablations=DEFAULT_ABLATIONS)
     options = TrainingOptions(batch_size=256, num_shared_negatives=64, num_epochs=1, num_workers=0,
                               num_valid_pairs=100)
