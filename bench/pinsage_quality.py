@@ -48,7 +48,7 @@ import logging
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -271,11 +271,12 @@ def cap_pairs(pairs: np.ndarray, limit: int, seed: int) -> np.ndarray:
 
 
 def train_and_embed(inputs: Inputs, variant: Variant, seed: int, options: TrainingOptions, dims: tuple[int, int],
-                    workdir: Path, resume: bool = False) -> tuple[np.ndarray, dict]:
+                    workdir: Path, resume: bool = False,
+                    on_epoch: Callable[[dict, np.ndarray], None] | None = None) -> tuple[np.ndarray, dict]:
     """Train one PinSage (checkpoints under ``workdir``) and embed every pin: ((P, D) float32, summary).
 
     ``resume``: continue from the run's checkpoint in ``workdir`` where one exists (a finished run is only
-    embedded again; ``train`` refuses a checkpoint of other settings or data)."""
+    embedded again; ``train`` refuses a checkpoint of other settings or data). ``on_epoch`` goes to ``train``."""
     hidden, embedding = dims
     graph = inputs.graph
     if variant.num_neighbors is not None:  # the neighbors are best first, so T keeps the top T
@@ -287,7 +288,8 @@ def train_and_embed(inputs: Inputs, variant: Variant, seed: int, options: Traini
     started = time.perf_counter()
     checkpoint = workdir / f"{variant.name}-{variant.loss}-seed{seed}.pt".replace(" ", "_").replace(",", "")
     resumed = resume and checkpoint.exists()
-    outcome = train(build_model(config), graph, inputs.pairs, opts, "cpu", checkpoint_path=checkpoint, resume=resume)
+    outcome = train(build_model(config), graph, inputs.pairs, opts, "cpu", checkpoint_path=checkpoint, resume=resume,
+                    on_epoch=on_epoch)
     vectors = embed_all(outcome.model, graph.features, graph.neighbors, graph.weights)
     summary = {"seed": seed, "num_neighbors": config.num_neighbors, "best_epoch": outcome.best_epoch,
                "epochs_run": len(outcome.history),

@@ -9,6 +9,10 @@ on the VALID slice for every user setting of ``--settings`` for PinSage and cont
 baselines' wider grids (item-kNN neighbor counts, Pixie's latest query pins). Prints one JSON line per
 (method, setting) and records nothing: docs/PINSAGE.md keeps what it decided.
 
+``--per-epoch`` (when it trains) also scores PinSage's user settings on VALID after every epoch, beside the
+epoch's item-to-item validation hit-rate that early stopping watches (with ``--patience`` as large as
+``--epochs``, the whole curve).
+
 ``--segments`` splits each line by the target: HR@10 over users whose VALID target was saved in TRAIN
 ("warm": on the graph, within the walks' reach) and over the rest ("cold": reachable only through content
 features), with the share of cold pins in the method's top 10s.
@@ -131,6 +135,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--knn", type=int, nargs="*", default=[400, 1000, 3000])
     parser.add_argument("--pixie-latest", type=int, nargs="*", default=[20, 50, 200])
     parser.add_argument("--skip-content", action="store_true")
+    parser.add_argument("--per-epoch", action="store_true",
+                        help="when training, score PinSage's user settings on VALID after every epoch")
     parser.add_argument("--segments", action="store_true",
                         help="split HR@10 by warm / cold targets and give the cold share of the top 10s")
     parser.add_argument("--walk-settings", type=parse_walk, nargs="*", default=[],
@@ -144,9 +150,18 @@ def main(argv: list[str]) -> None:
         vectors = np.load(args.vectors)
     else:
         variant = Variant("pinsage importance", "importance", True, (args.seed,), loss=args.loss)
+
+        def score_epoch(record: dict, epoch_vectors: np.ndarray) -> None:
+            factory = embedding_users(EmbeddingScorer(epoch_vectors).items)
+            users = {repr(setting): round(float(evaluator.users(factory, setting, "valid").metric("hr@10").mean()), 4)
+                     for setting in args.settings}
+            print(json.dumps({"epoch": record["epoch"], "valid_i2i_hit_rate@10": round(record["valid_hit_rate@10"], 4),
+                              "valid_user_hr@10": users}), flush=True)
+
         with tempfile.TemporaryDirectory(prefix="pinsage-user-valid-") as tmp:
             vectors, summary = train_and_embed(inputs, variant, args.seed, training_options(args),
-                                               (args.hidden_dim, args.embedding_dim), Path(tmp))
+                                               (args.hidden_dim, args.embedding_dim), Path(tmp),
+                                               on_epoch=score_epoch if args.per_epoch else None)
         np.save(args.vectors, vectors)
         print(json.dumps({"trained": {k: v for k, v in summary.items() if k != "history"}}), flush=True)
 

@@ -26,6 +26,7 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -425,6 +426,7 @@ def train(
     device: torch.device | str = "cpu",
     checkpoint_path: str | Path | None = None,
     resume: bool = True,
+    on_epoch: Callable[[dict[str, Any], np.ndarray], None] | None = None,
 ) -> TrainingOutcome:
     """Train ``model`` in place on ``pairs.train``, validating on ``pairs.valid`` each epoch.
 
@@ -436,6 +438,8 @@ def train(
         device: a torch device (``resolve_device`` turns ``auto`` into one).
         checkpoint_path: where checkpoints go (None: no checkpoints).
         resume: continue from ``checkpoint_path`` when it exists.
+        on_epoch: called after each epoch's validation with that epoch's record and the (P, D) embeddings
+            it validated (e.g. to score another task per epoch); it never changes the training.
 
     Returns:
         The outcome; ``outcome.model`` is ``model`` with the best epoch's weights.
@@ -537,6 +541,8 @@ def train(
         }
         state.history.append(record)
         log.info("epoch %d: %s", state.epoch, {k: round(v, 4) for k, v in record.items()})
+        if on_epoch is not None:
+            on_epoch(dict(record), embeddings)
         if metrics[metric] > state.best_metric:
             state.best_metric, state.best_epoch, state.bad_epochs = metrics[metric], state.epoch, 0
             best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}

@@ -111,6 +111,19 @@ def test_early_stopping_keeps_the_best_epoch(inputs):
     assert out.stopped_early and len(out.history) == 2 and out.best_epoch == 1
 
 
+def test_on_epoch_sees_each_epochs_record_and_the_embeddings_it_validated(inputs):
+    graph, pairs = inputs
+    seen = []
+    out = train(_model(), graph, pairs, OPTIONS, on_epoch=lambda record, vectors: seen.append((record, vectors)))
+    assert [r for r, _ in seen] == out.history and [r["epoch"] for r, _ in seen] == [1, 2, 3]
+    for record, vectors in seen:
+        assert vectors.shape == (graph.num_pins, 8)
+        rank = rank_positives(vectors, pairs.valid)
+        assert record["valid_hit_rate@10"] == pytest.approx(float((rank <= 10).mean()))
+    plain = train(_model(), graph, pairs, OPTIONS)
+    assert _same_weights(plain.model, out.model)  # the hook changes nothing
+
+
 @pytest.mark.parametrize(("pooling", "loss"), [("max", "max_margin"), ("mean", "sampled_softmax")])
 def test_other_poolings_and_the_sampled_softmax_train(inputs, pooling, loss):
     graph, pairs = inputs
