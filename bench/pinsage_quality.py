@@ -189,6 +189,14 @@ def neighborhoods(csr: BipartiteCSR, walk: WalkConfig) -> tuple[np.ndarray, np.n
     return result.neighbors, result.weights, result.band_samples, seconds
 
 
+def sharpen(weights: np.ndarray, power: float) -> np.ndarray:
+    """The (P, T) visit weights raised to ``power`` (> 1: importance pooling leans harder on the top neighbors,
+    0: mean pooling's equal weights; the pooling normalizes them per pin, ``sampling.pooling_weights``)."""
+    if not np.isfinite(power) or power < 0:
+        raise ValueError(f"the weight power must be finite and >= 0, got {power}")
+    return weights if power == 1 else np.power(weights, power).astype(weights.dtype)
+
+
 def weight_concentration(neighbors: np.ndarray, weights: np.ndarray) -> dict:
     """How far the PPR visit weights are from uniform, over the pins that have neighbors.
 
@@ -311,13 +319,15 @@ def train_and_embed(inputs: Inputs, variant: Variant, seed: int, options: Traini
 
 def public_inputs(path: Path, walk: WalkConfig, max_gap_s: float | None, max_train_pairs: int,
                   dataset: str = "hetrec-lastfm", day_partners: int = 0,
-                  ppr_positives: int = 0, text_dim: int = DEFAULT_TEXT_DIM) -> tuple[Inputs, EvaluationData]:
+                  ppr_positives: int = 0, text_dim: int = DEFAULT_TEXT_DIM,
+                  weight_power: float = 1.0) -> tuple[Inputs, EvaluationData]:
     """Import a public dataset (``importers.DATASETS``: HetRec Last.fm here, MovieLens too for
     bench/pinnerformer_quality.py), keep its positive engagements (HetRec's are all saves; MovieLens's are
     ratings >= 4), split them per user, build graph / neighborhoods / features / pairs from TRAIN.
     ``day_partners`` > 0 adds ``same_day_pairs`` of the TRAIN saves to the training pairs (never to the
     held-out pairs the evaluation scores); ``ppr_positives`` > 0 adds ``ppr_pairs`` of the TRAIN graph.
-    ``text_dim`` is the width of the hashed pin text in the content features (``content_features``)."""
+    ``text_dim`` is the width of the hashed pin text in the content features (``content_features``);
+    ``weight_power`` raises the PPR visit weights to that power (``sharpen``)."""
     imported = read_dataset(dataset, path)
     events, pins = imported.events, imported.pins.sort_by("pin_id")
     events = events.filter(pa.array(positive_mask(events.column("action").to_numpy(zero_copy_only=False),
@@ -336,6 +346,7 @@ def public_inputs(path: Path, walk: WalkConfig, max_gap_s: float | None, max_tra
     train = labels == TRAIN
     csr = train_graph(rows[train], events.column("board_id").to_numpy()[train], pin_ids)
     neighbors, weights, band, ppr_s = neighborhoods(csr, walk)
+    weights = sharpen(weights, weight_power)
     features = content_features(pin_ids, pins.column("text").to_pylist(), text_dim=text_dim)
     graph = PinGraph(pin_ids, features, neighbors, weights, band)
 
@@ -466,7 +477,7 @@ def hetrec_inputs(args: argparse.Namespace) -> tuple[Inputs, EvaluationData]:
     max_gap_s = None if args.max_gap_days <= 0 else args.max_gap_days * DAY_S
     return public_inputs(Path(args.hetrec_path), walk_config(args), max_gap_s, args.max_train_pairs,
                          day_partners=args.day_partners, ppr_positives=args.ppr_positives,
-                         text_dim=args.text_dim)
+                         text_dim=args.text_dim, weight_power=args.weight_power)
 
 
 def bench_hetrec(args: argparse.Namespace, variants: Sequence[Variant], options: TrainingOptions,
@@ -526,6 +537,7 @@ def bench_synthetic(args: argparse.Namespace, options: TrainingOptions, workdir:
     csr = train_graph(rows_of(pin_ids, events.column("pin_id").to_numpy()[saves]),
                       events.column("board_id").to_numpy()[saves], pin_ids)
     neighbors, weights, band, ppr_s = neighborhoods(csr, walk_config(args))
+    weights = sharpen(weights, args.weight_power)
     features = content_features(pin_ids, pins.column("text").to_pylist(), text_dim=args.text_dim)
     graph = PinGraph(pin_ids, features, neighbors, weights, band)
     pairs = positive_pairs(events, pin_ids, split, args.synthetic_gap_s)
@@ -620,6 +632,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-neighbors", type=int, default=50)
     parser.add_argument("--text-dim", type=int, default=DEFAULT_TEXT_DIM,
                         help="width of the hashed pin text in the content features, both datasets (content_features)")
+    parser.add_argument("--weight-power", type=float, default=1.0,
+                        help="raise the PPR visit weights to this power before pooling (sharpen; 1: as walked)")
     parser.add_argument("--hidden-dim", type=int, default=256)
     parser.add_argument("--embedding-dim", type=int, default=256)
     parser.add_argument("--synthetic-scale", default="demo")
@@ -699,6 +713,7 @@ def main(argv: Sequence[str] | None = None) -> None:
               "hetrec_pairs": {"max_gap_days": args.max_gap_days, "day_partners": args.day_partners,
                                "ppr_positives": args.ppr_positives, "max_train_pairs": args.max_train_pairs},
               "walk": {"num_steps": args.ppr_steps, "top_t": args.num_neighbors, "band": [200, 500],
+                       "weight_power": args.weight_power,
                        "num_band_samples": 20},
               "synthetic": {"scale": args.synthetic_scale, "epochs_cap": args.synthetic_epochs,
                             "train_pairs": args.synthetic_train_pairs, "max_gap_s": args.synthetic_gap_s}}

@@ -11,7 +11,7 @@ import pytest
 
 from bench.pinsage_quality import (DEFAULT_ABLATIONS, PAIRED, PRIMARY, Inputs, Variant, ablation_list,
                                    ablation_variants, bench_synthetic, cap_pairs, format_paired, next_save_pairs,
-                                   paired_differences, ppr_pairs, public_inputs, same_day_pairs,
+                                   paired_differences, ppr_pairs, public_inputs, same_day_pairs, sharpen,
                                    train_and_embed, train_graph, weight_concentration)
 from embeddings.data.engagement import TEST, TRAIN, VALID
 from embeddings.graph.walks import WalkConfig
@@ -87,6 +87,21 @@ def test_weight_concentration_measures_how_far_visit_weights_are_from_uniform() 
                                                               abs=0.01)
 
 
+def test_sharpen_raises_the_visit_weights_to_a_power_and_refuses_bad_ones() -> None:
+    neighbors = np.array([[1, 2, 3, -1], [0, 2, -1, -1]])
+    weights = np.array([[0.5, 0.3, 0.2, 0.0], [0.6, 0.4, 0.0, 0.0]], dtype=np.float32)
+    assert sharpen(weights, 1.0) is weights
+    np.testing.assert_allclose(sharpen(weights, 2.0), weights**2)
+    assert sharpen(weights, 2.0).dtype == np.float32
+    before, after = weight_concentration(neighbors, weights), weight_concentration(neighbors, sharpen(weights, 2.0))
+    assert after["median_top_share"] > before["median_top_share"]
+    flat = weight_concentration(neighbors, sharpen(weights, 0.0))  # equal weights on the real neighbors only
+    assert flat["median_top_share"] == pytest.approx(np.median([1 / 3, 1 / 2]), abs=1e-4)
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="weight power"):
+            sharpen(weights, bad)
+
+
 def test_ppr_pairs_pair_each_pin_with_its_nearest_neighbors_only() -> None:
     neighbors = np.array([[2, 1, 3], [1, 0, -1], [-1, -1, -1], [0, 2, 1]])  # pin 1 lists itself first
     assert ppr_pairs(neighbors, 2).tolist() == [[0, 2], [0, 1], [1, 0], [3, 0], [3, 2]]
@@ -160,7 +175,7 @@ def test_a_resumed_bench_run_reuses_a_finished_training_and_refuses_other_settin
 def test_synthetic_part_runs_on_the_tiny_world(tmp_path) -> None:
     args = argparse.Namespace(synthetic_scale="tiny", ppr_steps=500, num_neighbors=10, synthetic_gap_s=1800.0,
                               synthetic_train_pairs=2000, synthetic_epochs=1, synthetic_queries=200,
-                              text_dim=32, hidden_dim=16, embedding_dim=16, loss="sampled_softmax",
+                              text_dim=32, weight_power=1.0, hidden_dim=16, embedding_dim=16, loss="sampled_softmax",
                               ablations=DEFAULT_ABLATIONS)
     options = TrainingOptions(batch_size=256, num_shared_negatives=64, num_epochs=1, num_workers=0,
                               num_valid_pairs=100)
