@@ -2,9 +2,9 @@
 
     .venv/bin/python bench/diagnostics/pinsage_user_valid.py --vectors /tmp/pinsage_seed0.npy
 
-Trains one seed of the bench's primary PinSage (``bench/pinsage_quality.py``'s inputs and options, set by
-the bench's own flags, e.g. ``--epochs``, ``--ppr-steps``; ``--vectors`` caches its embeddings, so a second
-call skips training), then scores the user next-save task
+Trains one seed of the bench's primary PinSage, or another ``--pooling`` (``bench/pinsage_quality.py``'s
+inputs and options, set by the bench's own flags, e.g. ``--epochs``, ``--ppr-steps``; ``--vectors`` caches
+its embeddings, so a second call skips training), then scores the user next-save task
 on the VALID slice for every user setting of ``--settings`` for PinSage and content features, and the
 baselines' wider grids (item-kNN neighbor counts, Pixie's latest query pins). Prints one JSON line per
 (method, setting) and records nothing: docs/PINSAGE.md keeps what it decided.
@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from bench.pinsage_quality import Variant, build_parser, hetrec_inputs, train_and_embed, training_options  # noqa: E402
 from embeddings.eval.metrics import RankingMetrics, top_k  # noqa: E402
 from embeddings.eval.scorers import EmbeddingScorer  # noqa: E402
+from embeddings.pinsage.model import POOLINGS  # noqa: E402
 from embeddings.pinsage.evaluation import (  # noqa: E402
     PIXIE_CANDIDATES,
     PIXIE_USER_STEPS,
@@ -135,6 +136,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--knn", type=int, nargs="*", default=[400, 1000, 3000])
     parser.add_argument("--pixie-latest", type=int, nargs="*", default=[20, 50, 200])
     parser.add_argument("--skip-content", action="store_true")
+    parser.add_argument("--pooling", default="importance", choices=POOLINGS, help="the trained model's pooling")
     parser.add_argument("--per-epoch", action="store_true",
                         help="when training, score PinSage's user settings on VALID after every epoch")
     parser.add_argument("--segments", action="store_true",
@@ -149,7 +151,7 @@ def main(argv: list[str]) -> None:
     if args.vectors.exists():
         vectors = np.load(args.vectors)
     else:
-        variant = Variant("pinsage importance", "importance", True, (args.seed,), loss=args.loss)
+        variant = Variant(f"pinsage {args.pooling}", args.pooling, True, (args.seed,), loss=args.loss)
 
         def score_epoch(record: dict, epoch_vectors: np.ndarray) -> None:
             factory = embedding_users(EmbeddingScorer(epoch_vectors).items)
