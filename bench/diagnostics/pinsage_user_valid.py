@@ -34,7 +34,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from bench.pinsage_quality import Variant, build_parser, hetrec_inputs, train_and_embed, training_options  # noqa: E402
 from embeddings.eval.metrics import RankingMetrics, top_k  # noqa: E402
 from embeddings.eval.scorers import EmbeddingScorer  # noqa: E402
-from embeddings.pinsage.model import POOLINGS  # noqa: E402
 from embeddings.pinsage.evaluation import (  # noqa: E402
     PIXIE_CANDIDATES,
     PIXIE_USER_STEPS,
@@ -44,6 +43,7 @@ from embeddings.pinsage.evaluation import (  # noqa: E402
     pixie_generator,
     pixie_users,
 )
+from embeddings.pinsage.model import POOLINGS  # noqa: E402
 
 
 def parse_setting(text: str) -> tuple:

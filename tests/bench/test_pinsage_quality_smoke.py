@@ -14,8 +14,8 @@ from bench.pinsage_quality import (DEFAULT_ABLATIONS, PAIRED, PRIMARY, Inputs, V
                                    paired_differences, ppr_pairs, public_inputs, same_day_pairs, sharpen,
                                    train_and_embed, train_graph, weight_concentration)
 from embeddings.data.engagement import TEST, TRAIN, VALID
-from embeddings.graph.walks import WalkConfig
 from embeddings.eval.metrics import RankingMetrics
+from embeddings.graph.walks import WalkConfig
 from embeddings.pinsage.data import PinGraph, PositivePairs
 from embeddings.pinsage.evaluation import ITEM_TASK, USER_TASK, MethodResult
 from embeddings.pinsage.training import TrainingOptions
