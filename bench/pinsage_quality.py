@@ -613,8 +613,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seeds", type=int, default=3, help="seeds of importance and mean pooling")
     parser.add_argument("--epochs", type=int, default=20, help="epoch cap (early stopping may end sooner)")
     parser.add_argument("--patience", type=int, default=20,
-                        help="epochs without a better validation hit-rate (default: the epoch cap, so every run "
-                             "trains to it and keeps its best validation epoch; chosen on VALID, docs/PINSAGE.md)")
+                        help="epochs without a better validation hit-rate (default 20, the default --epochs, so every "
+                             "run trains to the cap and keeps its best validation epoch; chosen on VALID, "
+                             "docs/PINSAGE.md)")
     parser.add_argument("--valid-pairs", type=int, default=20_000, help="validation pairs scored each epoch")
     parser.add_argument("--loss", default="sampled_softmax", choices=("sampled_softmax", "max_margin"),
                         help="the primary model's loss (chosen on HetRec's validation slice, docs/PINSAGE.md)")
