@@ -117,6 +117,8 @@ class Variant:
 # negatives only, so hard negatives are an ablation of max-margin). Max pooling is left out by default:
 # even fused, it trains about 2x slower on CPU than the weighted sum (docs/PINSAGE.md).
 ABLATIONS = ("mean", "max", "t", "max-margin")
+# TrainingOptions fields that train_and_embed sets from the Variant and the seed
+PER_VARIANT_OPTIONS = ("seed", "loss", "use_hard_negatives")
 DEFAULT_ABLATIONS = ("mean", "t", "max-margin")
 
 # HetRec's tuning grids: the evaluator's, widened where VALID chose an edge of them (2026-12-05,
@@ -472,6 +474,12 @@ def training_options(args: argparse.Namespace) -> TrainingOptions:
                            num_valid_pairs=args.valid_pairs)
 
 
+def shared_options(options: TrainingOptions) -> dict:
+    """The options every HetRec run shares, for the record: seed, loss and hard negatives are each run's own
+    (``train_and_embed`` sets them from its Variant), so the record leaves out these unused defaults."""
+    return {k: v for k, v in options.to_dict().items() if k not in PER_VARIANT_OPTIONS}
+
+
 def hetrec_inputs(args: argparse.Namespace) -> tuple[Inputs, EvaluationData]:
     """HetRec Last.fm as the flags describe it (``public_inputs``)."""
     max_gap_s = None if args.max_gap_days <= 0 else args.max_gap_days * DAY_S
@@ -706,7 +714,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     config = {"epochs_cap": args.epochs, "patience": options.patience, "primary_loss": args.loss,
               "workdir": str(args.workdir) if args.workdir else None,  # runs resumed from it say so ("resumed")
               "ablations": list(args.ablations), "seeds": list(seeds),
-              "variants": [dataclasses.asdict(v) for v in variants], "training": options.to_dict(),
+              "variants": [dataclasses.asdict(v) for v in variants],
+              "training": shared_options(options),
               "hetrec_grids": {"user_settings": [list(x) for x in HETREC_USER_SETTINGS],
                                "item_knn_neighbors": list(HETREC_KNN_NEIGHBORS),
                                "pixie_latest": list(HETREC_PIXIE_LATEST)},

@@ -12,7 +12,7 @@ import pytest
 from bench.pinsage_quality import (DEFAULT_ABLATIONS, PAIRED, PRIMARY, Inputs, Variant, ablation_list,
                                    ablation_variants, bench_synthetic, cap_pairs, format_paired, next_save_pairs,
                                    paired_differences, ppr_pairs, public_inputs, same_day_pairs, sharpen,
-                                   train_and_embed, train_graph, weight_concentration)
+                                   shared_options, train_and_embed, train_graph, weight_concentration)
 from embeddings.data.engagement import TEST, TRAIN, VALID
 from embeddings.eval.metrics import RankingMetrics
 from embeddings.graph.walks import WalkConfig
@@ -191,6 +191,13 @@ def test_ablation_list_parses_in_table_order_and_rejects_unknown_names() -> None
     assert ablation_list("none") == ()
     with pytest.raises(argparse.ArgumentTypeError, match="unknown ablation"):
         ablation_list("mean,median")
+
+
+def test_the_record_leaves_out_the_options_each_variant_sets_itself() -> None:
+    options = TrainingOptions(num_epochs=7, patience=5)  # loss defaults to max_margin; the variants say theirs
+    shared = shared_options(options)
+    assert shared["num_epochs"] == 7 and shared["patience"] == 5
+    assert not {"seed", "loss", "use_hard_negatives"} & set(shared)
 
 
 def test_ablation_variants_run_the_primary_seeds_and_one_seed_per_paper_row() -> None:
