@@ -117,8 +117,6 @@ class Variant:
 # negatives only, so hard negatives are an ablation of max-margin). Max pooling is left out by default:
 # even fused, it trains about 2x slower on CPU than the weighted sum (docs/PINSAGE.md).
 ABLATIONS = ("mean", "max", "t", "max-margin")
-# TrainingOptions fields that train_and_embed sets from the Variant and the seed
-PER_VARIANT_OPTIONS = ("seed", "loss", "use_hard_negatives")
 DEFAULT_ABLATIONS = ("mean", "t", "max-margin")
 
 # HetRec's tuning grids: the evaluator's, widened where VALID chose an edge of them (2026-12-05,
@@ -472,6 +470,10 @@ def training_options(args: argparse.Namespace) -> TrainingOptions:
     ~30 hits, too noisy to stop on)."""
     return TrainingOptions(num_epochs=args.epochs, patience=args.patience, num_workers=1, log_every_s=30.0,
                            num_valid_pairs=args.valid_pairs)
+
+
+# TrainingOptions fields that train_and_embed sets from the Variant and the seed
+PER_VARIANT_OPTIONS = ("seed", "loss", "use_hard_negatives")
 
 
 def shared_options(options: TrainingOptions) -> dict:
