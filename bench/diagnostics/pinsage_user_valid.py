@@ -13,12 +13,18 @@ baselines' wider grids (item-kNN neighbor counts, Pixie's latest query pins). Pr
 epoch's item-to-item validation hit-rate that early stopping watches (with ``--patience`` as large as
 ``--epochs``, the whole curve).
 
+``--workdir DIR`` trains into the bench's workdir (the checkpoint goes to ``DIR/hetrec``, where
+``bench/pinsage_quality.py --workdir DIR`` looks for it, and a checkpoint already there is resumed), so the bench
+later evaluates that seed without training it again; ``--threads 1`` lets two such trainings (say, a seed of each
+pooling) share the 2 cores side by side.
+
 ``--segments`` splits each line by the target: HR@10 over users whose VALID target was saved in TRAIN
 ("warm": on the graph, within the walks' reach) and over the rest ("cold": reachable only through content
 features), with the share of cold pins in the method's top 10s.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -141,11 +147,15 @@ def main(argv: list[str]) -> None:
                         help="when training, score PinSage's user settings on VALID after every epoch")
     parser.add_argument("--segments", action="store_true",
                         help="split HR@10 by warm / cold targets and give the cold share of the top 10s")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="train into DIR/hetrec, the checkpoints of `bench/pinsage_quality.py --workdir DIR`, "
+                             "resuming one there (default: a temporary directory)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads of the training")
     parser.add_argument("--walk-settings", type=parse_walk, nargs="*", default=[],
                         help="latest:neighbors:temperature:boost:recency, e.g. 20:100:0.05:sqrt:1")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     inputs, data = hetrec_inputs(args)
     evaluator = Evaluator(data)
     if args.vectors.exists():
@@ -160,9 +170,15 @@ def main(argv: list[str]) -> None:
             print(json.dumps({"epoch": record["epoch"], "valid_i2i_hit_rate@10": round(record["valid_hit_rate@10"], 4),
                               "valid_user_hr@10": users}), flush=True)
 
-        with tempfile.TemporaryDirectory(prefix="pinsage-user-valid-") as tmp:
+        with contextlib.ExitStack() as stack:
+            if args.workdir is None:
+                checkpoints = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pinsage-user-valid-")))
+            else:
+                checkpoints = args.workdir / "hetrec"  # bench/pinsage_quality.py's layout
+                checkpoints.mkdir(parents=True, exist_ok=True)
             vectors, summary = train_and_embed(inputs, variant, args.seed, training_options(args),
-                                               (args.hidden_dim, args.embedding_dim), Path(tmp),
+                                               (args.hidden_dim, args.embedding_dim), checkpoints,
+                                               resume=args.workdir is not None,
                                                on_epoch=score_epoch if args.per_epoch else None)
         np.save(args.vectors, vectors)
         print(json.dumps({"trained": {k: v for k, v in summary.items() if k != "history"}}), flush=True)

@@ -3,12 +3,15 @@ on literal data."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
-from bench.diagnostics.pinsage_user_valid import TransitionScorer, parse_setting, parse_walk, segments
+from bench.diagnostics.pinsage_user_valid import TransitionScorer, main, parse_setting, parse_walk, segments
 from embeddings.data.engagement import TRAIN, VALID
 from embeddings.pinsage.evaluation import EvaluationData, Evaluator
+from tests.data.test_importers import write_hetrec
 
 # pins 0-2 point one way, 3-5 the other; pin 1 sits nearest to pin 0
 ITEMS = np.array([[1, 0], [0.99, 0.14], [0.9, 0.44], [0, 1], [0.14, 0.99], [0.44, 0.9]], dtype=np.float32)
@@ -67,3 +70,22 @@ def test_segments_split_hits_by_warm_and_cold_targets() -> None:
     assert out["hr@10_warm"] == 1.0 and out["hr@10_cold"] == 1.0
     # users 0 and 1 are shown pins 4, 3, 2 (2 cold of 3); user 2, who saved pin 2, pins 4, 3, 0, 1 (2 cold of 4)
     assert out["top10_cold_share"] == round(6 / 10, 4)
+
+
+def test_a_training_into_the_bench_workdir_lands_where_the_bench_resumes_it(tmp_path, capsys) -> None:
+    source = write_hetrec(tmp_path / "hetrec")
+    flags = ["--hetrec-path", str(source), "--workdir", str(tmp_path / "work"), "--threads", "1", "--epochs", "1",
+             "--patience", "1", "--ppr-steps", "50", "--num-neighbors", "2", "--valid-pairs", "10",
+             "--settings", "1:sum", "--knn", "--pixie-latest", "--skip-content"]
+
+    def trained(vectors: str) -> dict:
+        main(flags + ["--vectors", str(tmp_path / vectors)])
+        lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+        return next(line["trained"] for line in lines if "trained" in line)
+
+    first = trained("first.npy")
+    # bench/pinsage_quality.py --workdir DIR keeps the HetRec checkpoints under DIR/hetrec, named by variant and loss
+    assert (tmp_path / "work" / "hetrec" / "pinsage_importance-sampled_softmax-seed0.pt").exists()
+    again = trained("again.npy")
+    assert not first["resumed"] and again["resumed"] and again["steps"] == first["steps"]
+    np.testing.assert_array_equal(np.load(tmp_path / "first.npy"), np.load(tmp_path / "again.npy"))
