@@ -469,7 +469,8 @@ def training_options(args: argparse.Namespace) -> TrainingOptions:
     """Every HetRec run's options. Early stopping watches every validation pair (HetRec: ~12.5k; 1,000 gave
     ~30 hits, too noisy to stop on)."""
     return TrainingOptions(num_epochs=args.epochs, patience=args.patience, num_workers=1, log_every_s=30.0,
-                           num_valid_pairs=args.valid_pairs)
+                           num_valid_pairs=args.valid_pairs, temperature=args.temperature,
+                           learning_rate=args.learning_rate)
 
 
 # TrainingOptions fields that train_and_embed sets from the Variant and the seed
@@ -629,6 +630,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--valid-pairs", type=int, default=20_000, help="validation pairs scored each epoch")
     parser.add_argument("--loss", default="sampled_softmax", choices=("sampled_softmax", "max_margin"),
                         help="the primary model's loss (chosen on HetRec's validation slice, docs/PINSAGE.md)")
+    parser.add_argument("--temperature", type=float, default=TrainingOptions.temperature,
+                        help="the sampled softmax's temperature (TrainingOptions' default)")
+    parser.add_argument("--learning-rate", type=float, default=TrainingOptions.learning_rate,
+                        help="Adam's learning rate (TrainingOptions' default)")
     parser.add_argument("--ablation-seeds", type=int, default=3,
                         help="seeds of the mean-pooling ablation (the bar compares it on these seeds)")
     parser.add_argument("--ablations", type=ablation_list, default=DEFAULT_ABLATIONS,
