@@ -234,27 +234,45 @@ def next_save_pairs(users: np.ndarray, items: np.ndarray, ts: np.ndarray, labels
     return np.stack([i[:-1][keep], i[1:][keep]], axis=1).astype(np.int64), lab[1:][keep]
 
 
+def cycle_pairs(groups: Sequence[np.ndarray], items: np.ndarray, partners: int, seed: int = 0) -> np.ndarray:
+    """Pairs of two different pins of one group, ``partners`` per (group, pin).
+
+    A group is a distinct tuple of the ``groups`` columns (say user and day). Each distinct (group, pin) is
+    paired with the pins ``1..partners`` places after it in a seeded random cycle of that group's distinct
+    pins (fewer where the group has fewer). Args are (E,) integer arrays. Returns (N, 2) int64 [query, partner].
+    """
+    keys = np.unique(np.stack([*(g.astype(np.int64) for g in groups), items.astype(np.int64)], axis=1), axis=0)
+    shuffle = np.random.default_rng(seed).random(len(keys))
+    order = np.lexsort((shuffle, *(keys[:, c] for c in reversed(range(len(groups))))))
+    group, i = keys[order, :-1], keys[order, -1]
+    starts = np.flatnonzero(np.r_[True, (group[1:] != group[:-1]).any(axis=1)])
+    sizes = np.diff(np.r_[starts, len(i)])
+    first, size = np.repeat(starts, sizes), np.repeat(sizes, sizes)
+    position = np.arange(len(i)) - first
+    out = [np.stack([i[size > s], i[(first + (position + s) % size)[size > s]]], axis=1)
+           for s in range(1, partners + 1)]
+    return np.concatenate(out).astype(np.int64) if out else np.empty((0, 2), np.int64)
+
+
 def same_day_pairs(users: np.ndarray, items: np.ndarray, ts: np.ndarray, partners: int,
                    seed: int = 0) -> np.ndarray:
     """Pairs of two different pins one user saved on the same calendar day, ``partners`` per pin and day.
 
     Where times are dates (HetRec), "the pin engaged right after" is unknown within a day: every same-day
-    save is as much the next one as any other. Each (user, day, pin) is paired with the pins ``1..partners``
-    places after it in a seeded random cycle of that user-day's distinct pins (fewer where the day has
-    fewer). Args are (E,) arrays: user, pin row, ts (datetime64[us]). Returns (N, 2) int64 [query, partner].
+    save is as much the next one as any other. ``cycle_pairs`` over (user, day). Args are (E,) arrays: user,
+    pin row, ts (datetime64[us]). Returns (N, 2) int64 [query, partner].
     """
-    day = ts.astype("datetime64[D]").astype(np.int64)
-    keys = np.unique(np.stack([users.astype(np.int64), day, items.astype(np.int64)], axis=1), axis=0)
-    shuffle = np.random.default_rng(seed).random(len(keys))
-    order = np.lexsort((shuffle, keys[:, 1], keys[:, 0]))
-    u, d, i = keys[order, 0], keys[order, 1], keys[order, 2]
-    starts = np.flatnonzero(np.r_[True, (u[1:] != u[:-1]) | (d[1:] != d[:-1])])
-    sizes = np.diff(np.r_[starts, len(u)])
-    first, size = np.repeat(starts, sizes), np.repeat(sizes, sizes)
-    position = np.arange(len(u)) - first
-    out = [np.stack([i[size > s], i[(first + (position + s) % size)[size > s]]], axis=1)
-           for s in range(1, partners + 1)]
-    return np.concatenate(out).astype(np.int64) if out else np.empty((0, 2), np.int64)
+    return cycle_pairs([users, ts.astype("datetime64[D]").astype(np.int64)], items, partners, seed)
+
+
+def board_pairs(boards: np.ndarray, items: np.ndarray, partners: int, seed: int = 0) -> np.ndarray:
+    """Pairs of two different pins saved to one board, ``partners`` per (board, pin) (``cycle_pairs``).
+
+    The pin-board-pin step of a Pixie walk as training positives (HetRec: a board is a user's tag), at any
+    distance in time. Args are (E,) arrays: board id (any values np.unique orders), pin row.
+    """
+    _, codes = np.unique(boards, return_inverse=True)
+    return cycle_pairs([codes.ravel()], items, partners, seed)
 
 
 def ppr_pairs(neighbors: np.ndarray, positives: int) -> np.ndarray:
@@ -320,12 +338,13 @@ def train_and_embed(inputs: Inputs, variant: Variant, seed: int, options: Traini
 def public_inputs(path: Path, walk: WalkConfig, max_gap_s: float | None, max_train_pairs: int,
                   dataset: str = "hetrec-lastfm", day_partners: int = 0,
                   ppr_positives: int = 0, text_dim: int = DEFAULT_TEXT_DIM,
-                  weight_power: float = 1.0) -> tuple[Inputs, EvaluationData]:
+                  weight_power: float = 1.0, board_partners: int = 0) -> tuple[Inputs, EvaluationData]:
     """Import a public dataset (``importers.DATASETS``: HetRec Last.fm here, MovieLens too for
     bench/pinnerformer_quality.py), keep its positive engagements (HetRec's are all saves; MovieLens's are
     ratings >= 4), split them per user, build graph / neighborhoods / features / pairs from TRAIN.
     ``day_partners`` > 0 adds ``same_day_pairs`` of the TRAIN saves to the training pairs (never to the
-    held-out pairs the evaluation scores); ``ppr_positives`` > 0 adds ``ppr_pairs`` of the TRAIN graph.
+    held-out pairs the evaluation scores); ``ppr_positives`` > 0 adds ``ppr_pairs`` of the TRAIN graph;
+    ``board_partners`` > 0 adds ``board_pairs`` of the TRAIN saves.
     ``text_dim`` is the width of the hashed pin text in the content features (``content_features``);
     ``weight_power`` raises the PPR visit weights to that power (``sharpen``)."""
     imported = read_dataset(dataset, path)
@@ -344,7 +363,8 @@ def public_inputs(path: Path, walk: WalkConfig, max_gap_s: float | None, max_tra
     users = users.ravel().astype(np.int64)
 
     train = labels == TRAIN
-    csr = train_graph(rows[train], events.column("board_id").to_numpy()[train], pin_ids)
+    boards = events.column("board_id").to_numpy()
+    csr = train_graph(rows[train], boards[train], pin_ids)
     neighbors, weights, band, ppr_s = neighborhoods(csr, walk)
     weights = sharpen(weights, weight_power)
     features = content_features(pin_ids, pins.column("text").to_pylist(), text_dim=text_dim)
@@ -358,6 +378,9 @@ def public_inputs(path: Path, walk: WalkConfig, max_gap_s: float | None, max_tra
             users[train], rows[train], ts[train], day_partners)]), axis=0)
     if ppr_positives:
         train_pairs = np.unique(np.concatenate([train_pairs, ppr_pairs(neighbors, ppr_positives)]), axis=0)
+    if board_partners:
+        train_pairs = np.unique(np.concatenate([train_pairs, board_pairs(boards[train], rows[train],
+                                                                         board_partners)]), axis=0)
     split_pairs = {"valid": pairs[pair_labels == VALID], "test": pairs[pair_labels == TEST]}
     positive = PositivePairs(cap_pairs(train_pairs, max_train_pairs, seed=0), split_pairs["valid"])
     gap = "no gap limit" if max_gap_s is None else f"gap <= {max_gap_s / DAY_S:g} days"
@@ -377,7 +400,8 @@ def public_inputs(path: Path, walk: WalkConfig, max_gap_s: float | None, max_tra
         "neighbor_weights": weight_concentration(neighbors, weights),
         "feature_dim": int(features.shape[1]),
         "pairs": {"train_available": len(train_pairs), "train_next_save": next_pairs,
-                  "day_partners": day_partners, "ppr_positives": ppr_positives, "train_used": len(positive.train),
+                  "day_partners": day_partners, "ppr_positives": ppr_positives, "board_partners": board_partners,
+                  "train_used": len(positive.train),
                   "valid": len(split_pairs["valid"]), "test": len(split_pairs["test"]), "gap": gap},
     }
     log.info("%s: %s", dataset, stats)
@@ -488,6 +512,7 @@ def hetrec_inputs(args: argparse.Namespace) -> tuple[Inputs, EvaluationData]:
     max_gap_s = None if args.max_gap_days <= 0 else args.max_gap_days * DAY_S
     return public_inputs(Path(args.hetrec_path), walk_config(args), max_gap_s, args.max_train_pairs,
                          day_partners=args.day_partners, ppr_positives=args.ppr_positives,
+                         board_partners=args.board_partners,
                          text_dim=args.text_dim, weight_power=args.weight_power)
 
 
@@ -645,6 +670,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "4 chosen on VALID, docs/PINSAGE.md)")
     parser.add_argument("--ppr-positives", type=int, default=0,
                         help="add to the training pairs each pin's N nearest PPR neighbors (ppr_pairs; 0: none)")
+    parser.add_argument("--board-partners", type=int, default=0,
+                        help="add to the training pairs each (board, pin)'s N board partners (board_pairs; 0: none)")
     parser.add_argument("--max-train-pairs", type=int, default=0, help="seeded sample of training pairs (0: all)")
     parser.add_argument("--ppr-steps", type=int, default=5_000)
     parser.add_argument("--num-neighbors", type=int, default=50)
@@ -730,7 +757,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                         "embedding_dim": args.embedding_dim, "num_layers": 2,
                         "num_neighbors": args.num_neighbors},
               "hetrec_pairs": {"max_gap_days": args.max_gap_days, "day_partners": args.day_partners,
-                               "ppr_positives": args.ppr_positives, "max_train_pairs": args.max_train_pairs},
+                               "ppr_positives": args.ppr_positives, "board_partners": args.board_partners,
+                               "max_train_pairs": args.max_train_pairs},
               "walk": {"num_steps": args.ppr_steps, "top_t": args.num_neighbors, "band": [200, 500],
                        "weight_power": args.weight_power,
                        "num_band_samples": 20},

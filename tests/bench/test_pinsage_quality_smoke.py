@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from bench.pinsage_quality import (DEFAULT_ABLATIONS, PAIRED, PRIMARY, Inputs, Variant, ablation_list,
-                                   ablation_variants, bench_synthetic, cap_pairs, format_paired, next_save_pairs,
-                                   paired_differences, ppr_pairs, public_inputs, same_day_pairs, sharpen,
-                                   shared_options, train_and_embed, train_graph, weight_concentration)
+                                   ablation_variants, bench_synthetic, board_pairs, build_parser, cap_pairs,
+                                   format_paired, next_save_pairs, paired_differences, ppr_pairs, public_inputs,
+                                   same_day_pairs, sharpen, shared_options, train_and_embed, train_graph,
+                                   training_options, weight_concentration)
 from embeddings.data.engagement import TEST, TRAIN, VALID
 from embeddings.eval.metrics import RankingMetrics
 from embeddings.graph.walks import WalkConfig
@@ -65,6 +66,41 @@ def test_same_day_pairs_pair_distinct_pins_of_one_user_day_only() -> None:
     assert {tuple(p) for p in every.tolist()} == expected and len(every) == len(expected)
     assert {tuple(p) for p in one.tolist()} <= expected
     assert same_day_pairs(users, items, ts, partners=1, seed=0).tolist() == one.tolist()  # seeded
+
+
+def test_board_pairs_pair_distinct_pins_of_one_board_at_any_time() -> None:
+    # board "a" holds pins 1, 2 and 2 again; board "b" pins 3 and 1; board "c" pin 4 alone
+    boards = np.array(["a", "a", "a", "b", "b", "c"])
+    items = np.array([1, 2, 2, 3, 1, 4])
+    every = board_pairs(boards, items, partners=5)
+    assert sorted(map(tuple, every.tolist())) == [(1, 2), (1, 3), (2, 1), (3, 1)]
+    assert len(board_pairs(boards, items, partners=1)) == 4  # each board has 2 distinct pins: 1 partner each
+    assert board_pairs(boards, items, partners=0).shape == (0, 2)
+    big = np.repeat(np.array([7, 8]), 6)  # two boards of 6 pins: 2 partners each, seeded
+    pins = np.r_[np.arange(6), np.arange(10, 16)]
+    two = board_pairs(big, pins, partners=2, seed=3)
+    assert len(two) == 24 and (two[:, 0] != two[:, 1]).all() and ((two >= 10).sum(axis=1) % 2 == 0).all()
+    assert np.array_equal(two, board_pairs(big, pins, partners=2, seed=3))
+
+
+def test_public_inputs_add_board_partners_to_the_training_pairs_only(tmp_path) -> None:
+    source = write_hetrec(tmp_path / "hetrec")
+    walk = WalkConfig(num_steps=50, top_t=2, band=(1, 2), num_band_samples=1)
+    plain, data = public_inputs(source, walk, None, 0)
+    boards, with_boards = public_inputs(source, walk, None, 0, board_partners=2)
+    assert boards.stats["pairs"]["board_partners"] == 2
+    assert len(boards.pairs.train) > len(plain.pairs.train)
+    assert {tuple(p) for p in plain.pairs.train.tolist()} <= {tuple(p) for p in boards.pairs.train.tolist()}
+    np.testing.assert_array_equal(with_boards.pairs["valid"], data.pairs["valid"])
+    np.testing.assert_array_equal(with_boards.pairs["test"], data.pairs["test"])
+
+
+def test_the_parser_sets_the_softmax_temperature_and_learning_rate() -> None:
+    defaults = training_options(build_parser().parse_args([]))
+    assert (defaults.temperature, defaults.learning_rate) == (TrainingOptions.temperature,
+                                                               TrainingOptions.learning_rate)
+    tuned = training_options(build_parser().parse_args(["--temperature", "0.02", "--learning-rate", "0.003"]))
+    assert (tuned.temperature, tuned.learning_rate) == (0.02, 0.003)
 
 
 def test_train_graph_dedups_edges_and_keeps_isolated_pins() -> None:
