@@ -670,8 +670,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "4 chosen on VALID, docs/PINSAGE.md)")
     parser.add_argument("--ppr-positives", type=int, default=0,
                         help="add to the training pairs each pin's N nearest PPR neighbors (ppr_pairs; 0: none)")
-    parser.add_argument("--board-partners", type=int, default=0,
-                        help="add to the training pairs each (board, pin)'s N board partners (board_pairs; 0: none)")
+    parser.add_argument("--board-partners", type=int, default=4,
+                        help="add to the training pairs each (board, pin)'s N board partners (board_pairs; 0: none; "
+                             "4 chosen on VALID, docs/PINSAGE.md)")
     parser.add_argument("--max-train-pairs", type=int, default=0, help="seeded sample of training pairs (0: all)")
     parser.add_argument("--ppr-steps", type=int, default=5_000)
     parser.add_argument("--num-neighbors", type=int, default=50)
