@@ -1,6 +1,6 @@
 """PinSage quality: HetRec Last.fm against its baselines and ablations, and planted topics on synthetic data.
 
-    .venv/bin/python bench/pinsage_quality.py           # the default ablations (about 4.5 h on 2 cores)
+    .venv/bin/python bench/pinsage_quality.py           # the default ablations (10 trainings; over 10 h on 2 cores)
     .venv/bin/python bench/pinsage_quality.py --ablations none --workdir var/bench/pinsage-quality  # 3 seeds
     .venv/bin/python bench/pinsage_quality.py --ablations mean --workdir var/bench/pinsage-quality  # reuses them
     .venv/bin/python bench/pinsage_quality.py --quick   # 1 seed, 1 epoch, small synthetic run; records nothing
@@ -14,7 +14,8 @@ pin text holds only training tags (the importer's rule). Pairs are a user's cons
 two different artists at most ``--max-gap-days`` apart, labelled by the slice of the second save
 (HetRec times are calendar dates: same-day pairs are 89% of all consecutive pairs; inside a day the saves
 follow ``engagement.time_order``, a hash of (user, pin), not artist ids). The training pairs add each TRAIN
-save's ``--day-partners`` same-day partners (default 4, chosen on VALID); the held-out pairs do not.
+save's ``--day-partners`` same-day partners (default 4, chosen on VALID) and each TRAIN (board, pin)'s
+``--board-partners`` board partners (default 4, chosen on VALID); the held-out pairs do not.
 PinSage trains on TRAIN pairs, early-stops on VALID pairs; every method (PinSage, its ablations, content
 features alone, item-kNN, Pixie, popularity) is evaluated by ``embeddings.pinsage.evaluation.Evaluator``,
 its settings tuned on VALID only and TEST scored once.
@@ -33,8 +34,9 @@ the full table.
 With ``--workdir`` every training keeps its checkpoint there and a rerun resumes from it: a finished training
 is only embedded again, an interrupted one continues from its last epoch, and one with other settings or
 data is refused (``train``'s fingerprint). Each run's summary says whether it was resumed, and its
-``train_seconds`` count the training across resumptions. With 4 same-day partners a HetRec training takes
-80-120 s per epoch on 2 cores, and early stopping ends it after 8-20 epochs (docs/PINSAGE.md).
+``train_seconds`` count the training across resumptions. With 4 same-day partners alone a HetRec training took
+80-120 s per epoch on 2 cores; the 4 board partners double the pairs (477,319), and every run trains to the
+20-epoch cap (docs/PINSAGE.md).
 """
 
 from __future__ import annotations
