@@ -1,6 +1,6 @@
 """PinSage quality: HetRec Last.fm against its baselines and ablations, and planted topics on synthetic data.
 
-    .venv/bin/python bench/pinsage_quality.py           # the default ablations (10 trainings; over 10 h on 2 cores)
+    .venv/bin/python bench/pinsage_quality.py           # the default ablations (10 trainings; about 7 h on 2 cores)
     .venv/bin/python bench/pinsage_quality.py --ablations none --workdir var/bench/pinsage-quality  # 3 seeds
     .venv/bin/python bench/pinsage_quality.py --ablations mean --workdir var/bench/pinsage-quality  # reuses them
     .venv/bin/python bench/pinsage_quality.py --quick   # 1 seed, 1 epoch, small synthetic run; records nothing
@@ -35,8 +35,8 @@ With ``--workdir`` every training keeps its checkpoint there and a rerun resumes
 is only embedded again, an interrupted one continues from its last epoch, and one with other settings or
 data is refused (``train``'s fingerprint). Each run's summary says whether it was resumed, and its
 ``train_seconds`` count the training across resumptions. With 4 same-day partners alone a HetRec training took
-80-120 s per epoch on 2 cores; the 4 board partners double the pairs (477,319), and every run trains to the
-20-epoch cap (docs/PINSAGE.md).
+80-120 s per epoch on 2 cores; the 4 board partners double the pairs (477,319) and the epoch time, so every run
+trains to a 10-epoch cap, about the training examples of the 20-epoch cap before them (docs/PINSAGE.md).
 """
 
 from __future__ import annotations
@@ -649,9 +649,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help="1 seed, 1 epoch, fewer pairs; records nothing")
     parser.add_argument("--hetrec-path", default=str(HETREC_PATH))
     parser.add_argument("--seeds", type=int, default=3, help="seeds of importance and mean pooling")
-    parser.add_argument("--epochs", type=int, default=20, help="epoch cap (early stopping may end sooner)")
-    parser.add_argument("--patience", type=int, default=20,
-                        help="epochs without a better validation hit-rate (default 20, the default --epochs, so every "
+    parser.add_argument("--epochs", type=int, default=10,
+                        help="epoch cap (early stopping may end sooner); 10 epochs of the default pairs hold about "
+                             "as many training examples as the 20 epochs of the pairs before the board partners")
+    parser.add_argument("--patience", type=int, default=10,
+                        help="epochs without a better validation hit-rate (default 10, the default --epochs, so every "
                              "run trains to the cap and keeps its best validation epoch; chosen on VALID, "
                              "docs/PINSAGE.md)")
     parser.add_argument("--valid-pairs", type=int, default=20_000, help="validation pairs scored each epoch")

@@ -103,6 +103,13 @@ def test_the_parser_sets_the_softmax_temperature_and_learning_rate() -> None:
     assert (tuned.temperature, tuned.learning_rate) == (0.02, 0.003)
 
 
+def test_by_default_every_hetrec_training_runs_to_the_epoch_cap() -> None:
+    """Patience as large as the cap: no run stops early, each keeps its best VALID epoch of the 10."""
+    options = training_options(build_parser().parse_args([]))
+    assert (options.num_epochs, options.patience) == (10, 10)
+    assert training_options(build_parser().parse_args(["--epochs", "20", "--patience", "20"])).num_epochs == 20
+
+
 def test_train_graph_dedups_edges_and_keeps_isolated_pins() -> None:
     pin_ids = np.array([10, 20, 30, 40])
     csr = train_graph(np.array([0, 0, 1, 2]), np.array([700, 700, 700, 900]), pin_ids)
