@@ -1,6 +1,6 @@
 """PinSage quality: HetRec Last.fm against its baselines and ablations, and planted topics on synthetic data.
 
-    .venv/bin/python bench/pinsage_quality.py           # the default ablations (10 trainings; about 7 h on 2 cores)
+    .venv/bin/python bench/pinsage_quality.py           # the default ablations (10 trainings; 5-7 h on 2 cores)
     .venv/bin/python bench/pinsage_quality.py --ablations none --workdir var/bench/pinsage-quality  # 3 seeds
     .venv/bin/python bench/pinsage_quality.py --ablations mean --workdir var/bench/pinsage-quality  # reuses them
     .venv/bin/python bench/pinsage_quality.py --quick   # 1 seed, 1 epoch, small synthetic run; records nothing
