@@ -21,6 +21,10 @@ pooling) share the 2 cores side by side.
 ``--segments`` splits each line by the target: HR@10 over users whose VALID target was saved in TRAIN
 ("warm": on the graph, within the walks' reach) and over the rest ("cold": reachable only through content
 features), with the share of cold pins in the method's top 10s.
+
+``--versus-pixie N`` prints, per user setting, PinSage minus Pixie (latest N pins) on VALID: the mean per-user
+difference of HR@10 and NDCG@10 with its 95% paired bootstrap interval, each user's values averaged over the
+seeds given (``--vectors`` and ``--other-seeds``), as the bench pairs them on TEST.
 """
 from __future__ import annotations
 
@@ -38,6 +42,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bench.pinsage_quality import Variant, build_parser, hetrec_inputs, train_and_embed, training_options  # noqa: E402
+from embeddings.eval.bootstrap import paired_bootstrap, paired_values  # noqa: E402
 from embeddings.eval.metrics import RankingMetrics, top_k  # noqa: E402
 from embeddings.eval.scorers import EmbeddingScorer  # noqa: E402
 from embeddings.pinsage.evaluation import (  # noqa: E402
@@ -132,6 +137,25 @@ def segments(evaluator: Evaluator, scorer, result: RankingMetrics, slice_name: s
             "top10_cold_share": round(float((~warm_pin[listed]).mean()), 4)}
 
 
+def versus_pixie(evaluator: Evaluator, seeds: list[np.ndarray], pixie, latest: int, settings: list) -> dict:
+    """PinSage minus Pixie on VALID for each user setting: {setting: {metric: [diff, ci_low, ci_high]}}.
+
+    Each user's HR@10 and NDCG@10 is averaged over ``seeds`` (one (P, D) embedding per seed) before pairing."""
+    theirs = evaluator.users(pixie, latest, "valid")
+    if not len(theirs.query_ids):
+        raise ValueError("--versus-pixie: the VALID slice has no users with a next save to pair")
+    out: dict = {"method": "pinsage - Pixie", "pixie_latest": latest, "seeds": len(seeds)}
+    for setting in settings:
+        ours = [evaluator.users(embedding_users(EmbeddingScorer(v).items), setting, "valid") for v in seeds]
+        row = {}
+        for metric in ("hr@10", "ndcg@10"):
+            a = np.mean([paired_values(run, theirs, metric)[0] for run in ours], axis=0)
+            diff = paired_bootstrap(a, theirs.metric(metric), 2000, seed=0)
+            row["valid_" + metric] = [round(diff.mean, 4), round(diff.ci_low, 4), round(diff.ci_high, 4)]
+        out[repr(setting)] = row
+    return out
+
+
 def main(argv: list[str]) -> None:
     parser = build_parser()
     parser.description = __doc__.splitlines()[0]
@@ -153,6 +177,10 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the training")
     parser.add_argument("--walk-settings", type=parse_walk, nargs="*", default=[],
                         help="latest:neighbors:temperature:boost:recency, e.g. 20:100:0.05:sqrt:1")
+    parser.add_argument("--versus-pixie", type=int, default=None, metavar="N",
+                        help="PinSage minus Pixie (latest N pins) on VALID per user setting, with a paired interval")
+    parser.add_argument("--other-seeds", type=Path, nargs="*", default=[],
+                        help="with --versus-pixie: .npy embeddings of further seeds, averaged per user with --vectors")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(args.threads)
@@ -210,6 +238,9 @@ def main(argv: list[str]) -> None:
     pixie = pixie_users(generate(PIXIE_USER_STEPS), evaluator.data.num_items)
     for n in args.pixie_latest:
         show("Pixie", n, pixie)
+    if args.versus_pixie is not None:
+        seeds = [vectors] + [np.load(path) for path in args.other_seeds]
+        print(json.dumps(versus_pixie(evaluator, seeds, pixie, args.versus_pixie, args.settings)), flush=True)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,14 @@ import json
 import numpy as np
 import pytest
 
-from bench.diagnostics.pinsage_user_valid import TransitionScorer, main, parse_setting, parse_walk, segments
+from bench.diagnostics.pinsage_user_valid import (
+    TransitionScorer,
+    main,
+    parse_setting,
+    parse_walk,
+    segments,
+    versus_pixie,
+)
 from embeddings.data.engagement import TRAIN, VALID
 from embeddings.pinsage.evaluation import EvaluationData, Evaluator
 from tests.data.test_importers import write_hetrec
@@ -72,6 +79,35 @@ def test_segments_split_hits_by_warm_and_cold_targets() -> None:
     assert out["top10_cold_share"] == round(6 / 10, 4)
 
 
+def test_versus_pixie_pairs_users_and_averages_their_values_over_seeds() -> None:
+    # users 0-2 save pins 0 then 1 in TRAIN, then VALID pins 2, 3, 2; 20 pins, so a top 10 can miss
+    users = np.array([0, 0, 1, 1, 2, 2, 0, 1, 2])
+    items = np.array([0, 1, 0, 1, 0, 1, 2, 3, 2])
+    labels = np.array([TRAIN] * 6 + [VALID] * 3, dtype=np.int8)
+    ts = (np.datetime64("2024-01-01T00:00:00", "us") + np.arange(9) * np.timedelta64(1, "D")).astype("datetime64[us]")
+    none = np.empty((0, 2), np.int64)
+    data = EvaluationData(num_items=20, users=users, items=items, ts=ts, labels=labels,
+                          pairs={"valid": none, "test": none}, split={"valid": "v", "test": "t"}, max_users=0)
+    evaluator = Evaluator(data)
+    # one seed puts pins 2 and 3 beside pin 1 (every user's latest pin), the other opposite it
+    near = np.eye(20, dtype=np.float32)
+    near[2], near[3] = near[1] + 0.1 * near[2], near[1] + 0.2 * near[3]
+    far = np.eye(20, dtype=np.float32)
+    far[2], far[3] = -near[1], -near[1] - 0.1 * near[4]
+    last = np.zeros(20)
+    last[[2, 3]] = -1.0  # Pixie ranks both targets last
+
+    def pixie(_targets, _setting):
+        return lambda rows: np.tile(last, (len(rows), 1))
+
+    one = versus_pixie(evaluator, [near], pixie, 20, [(1, "sum")])
+    assert one["seeds"] == 1 and one["pixie_latest"] == 20
+    assert one["(1, 'sum')"]["valid_hr@10"] == [1.0, 1.0, 1.0]  # every user hit against none
+    assert one["(1, 'sum')"]["valid_ndcg@10"][0] > 0.5
+    both = versus_pixie(evaluator, [near, far], pixie, 20, [(1, "sum")])
+    assert both["(1, 'sum')"]["valid_hr@10"] == [0.5, 0.5, 0.5]  # each user half hit: averaged before pairing
+
+
 def test_a_training_into_the_bench_workdir_lands_where_the_bench_resumes_it(tmp_path, capsys) -> None:
     source = write_hetrec(tmp_path / "hetrec")
     flags = ["--hetrec-path", str(source), "--workdir", str(tmp_path / "work"), "--threads", "1", "--epochs", "1",
@@ -89,3 +125,7 @@ def test_a_training_into_the_bench_workdir_lands_where_the_bench_resumes_it(tmp_
     again = trained("again.npy")
     assert not first["resumed"] and again["resumed"] and again["steps"] == first["steps"]
     np.testing.assert_array_equal(np.load(tmp_path / "first.npy"), np.load(tmp_path / "again.npy"))
+    # this fixture's VALID slice has no user with a next save, so there is nothing to pair against Pixie
+    with pytest.raises(ValueError, match="VALID slice has no users"):
+        main(flags + ["--vectors", str(tmp_path / "first.npy"), "--versus-pixie", "1",
+                      "--other-seeds", str(tmp_path / "again.npy")])
