@@ -55,16 +55,20 @@ def test_settings_parse_from_the_command_line() -> None:
     assert parse_walk("20:100:0.05:sqrt:1") == (20, 100, 0.05, "sqrt", True)
 
 
+def literal_evaluator(users: list[int], items: list[int], num_train: int, num_items: int) -> Evaluator:
+    """Saves one day apart: the first ``num_train`` in TRAIN, the rest in VALID; no item pairs."""
+    labels = np.array([TRAIN] * num_train + [VALID] * (len(users) - num_train), dtype=np.int8)
+    ts = (np.datetime64("2024-01-01T00:00:00", "us") + np.arange(len(users)) * np.timedelta64(1, "D")).astype(
+        "datetime64[us]")
+    none = np.empty((0, 2), np.int64)
+    data = EvaluationData(num_items=num_items, users=np.array(users), items=np.array(items), ts=ts, labels=labels,
+                          pairs={"valid": none, "test": none}, split={"valid": "v", "test": "t"}, max_users=0)
+    return Evaluator(data)
+
+
 def test_segments_split_hits_by_warm_and_cold_targets() -> None:
     # pins 0-2 are saved in TRAIN (warm), 3-4 never (cold); users 0 and 1 then save warm pin 2, user 2 cold pin 3
-    users = np.array([0, 0, 1, 1, 2, 0, 1, 2])
-    items = np.array([0, 1, 0, 1, 2, 2, 2, 3])
-    labels = np.array([TRAIN] * 5 + [VALID] * 3, dtype=np.int8)
-    ts = (np.datetime64("2024-01-01T00:00:00", "us") + np.arange(8) * np.timedelta64(1, "D")).astype("datetime64[us]")
-    none = np.empty((0, 2), np.int64)
-    data = EvaluationData(num_items=5, users=users, items=items, ts=ts, labels=labels,
-                          pairs={"valid": none, "test": none}, split={"valid": "v", "test": "t"}, max_users=0)
-    evaluator = Evaluator(data)
+    evaluator = literal_evaluator([0, 0, 1, 1, 2, 0, 1, 2], [0, 1, 0, 1, 2, 2, 2, 3], num_train=5, num_items=5)
     # every user ranks pin 4 (cold), then 3 (cold), then 2 (warm): top 10 holds every unseen pin
     scores = np.array([0.0, 0.0, 1.0, 2.0, 3.0])
 
@@ -81,14 +85,7 @@ def test_segments_split_hits_by_warm_and_cold_targets() -> None:
 
 def test_versus_pixie_pairs_users_and_averages_their_values_over_seeds() -> None:
     # users 0-2 save pins 0 then 1 in TRAIN, then VALID pins 2, 3, 2; 20 pins, so a top 10 can miss
-    users = np.array([0, 0, 1, 1, 2, 2, 0, 1, 2])
-    items = np.array([0, 1, 0, 1, 0, 1, 2, 3, 2])
-    labels = np.array([TRAIN] * 6 + [VALID] * 3, dtype=np.int8)
-    ts = (np.datetime64("2024-01-01T00:00:00", "us") + np.arange(9) * np.timedelta64(1, "D")).astype("datetime64[us]")
-    none = np.empty((0, 2), np.int64)
-    data = EvaluationData(num_items=20, users=users, items=items, ts=ts, labels=labels,
-                          pairs={"valid": none, "test": none}, split={"valid": "v", "test": "t"}, max_users=0)
-    evaluator = Evaluator(data)
+    evaluator = literal_evaluator([0, 0, 1, 1, 2, 2, 0, 1, 2], [0, 1, 0, 1, 0, 1, 2, 3, 2], num_train=6, num_items=20)
     # one seed puts pins 2 and 3 beside pin 1 (every user's latest pin), the other opposite it
     near = np.eye(20, dtype=np.float32)
     near[2], near[3] = near[1] + 0.1 * near[2], near[1] + 0.2 * near[3]
