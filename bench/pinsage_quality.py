@@ -29,7 +29,7 @@ Prints the tables and, unless ``--quick``, writes bench/results/pinsage.json and
 docs/BENCHMARKS.md (``bench.common.record``), with the speed figures of bench/results/pinsage_speed.json
 (measured by bench/pinsage_speed.py, copied, not re-run). A run that leaves out one of the default
 ablations (``--ablations``) is recorded as ``pinsage_ablations_<names>`` instead, so it never replaces
-the full table.
+the full table; a run with learned id vectors (``--id-dim N``) adds ``_idN`` to the name.
 
 With ``--workdir`` every training keeps its checkpoint there and a rerun resumes from it: a finished training
 is only embedded again, an interrupted one continues from its last epoch, and one with other settings or
@@ -300,18 +300,21 @@ def cap_pairs(pairs: np.ndarray, limit: int, seed: int) -> np.ndarray:
 
 def train_and_embed(inputs: Inputs, variant: Variant, seed: int, options: TrainingOptions, dims: tuple[int, int],
                     workdir: Path, resume: bool = False,
-                    on_epoch: Callable[[dict, np.ndarray], None] | None = None) -> tuple[np.ndarray, dict]:
+                    on_epoch: Callable[[dict, np.ndarray], None] | None = None,
+                    id_dim: int = 0) -> tuple[np.ndarray, dict]:
     """Train one PinSage (checkpoints under ``workdir``) and embed every pin: ((P, D) float32, summary).
 
     ``resume``: continue from the run's checkpoint in ``workdir`` where one exists (a finished run is only
-    embedded again; ``train`` refuses a checkpoint of other settings or data). ``on_epoch`` goes to ``train``."""
+    embedded again; ``train`` refuses a checkpoint of other settings or data). ``on_epoch`` goes to ``train``.
+    ``id_dim`` > 0 appends a learned id vector of that width to every pin's features (``PinSageConfig.id_dim``)."""
     hidden, embedding = dims
     graph = inputs.graph
     if variant.num_neighbors is not None:  # the neighbors are best first, so T keeps the top T
         graph = dataclasses.replace(graph, neighbors=graph.neighbors[:, :variant.num_neighbors],
                                     weights=graph.weights[:, :variant.num_neighbors])
     config = PinSageConfig(in_dim=graph.feature_dim, hidden_dim=hidden, embedding_dim=embedding,
-                           pooling=variant.pooling, num_neighbors=graph.neighbors.shape[1])
+                           pooling=variant.pooling, num_neighbors=graph.neighbors.shape[1],
+                           num_ids=graph.num_pins if id_dim else 0, id_dim=id_dim)
     opts = dataclasses.replace(options, seed=seed, use_hard_negatives=variant.hard_negatives, loss=variant.loss)
     started = time.perf_counter()
     checkpoint = workdir / f"{variant.name}-{variant.loss}-seed{seed}.pt".replace(" ", "_").replace(",", "")
@@ -527,7 +530,7 @@ def bench_hetrec(args: argparse.Namespace, variants: Sequence[Variant], options:
     for variant in variants:
         for seed in variant.seeds:
             vectors, summary = train_and_embed(inputs, variant, seed, options, (args.hidden_dim, args.embedding_dim),
-                                               workdir, resume=resume)
+                                               workdir, resume=resume, id_dim=args.id_dim)
             methods.setdefault(variant.name, []).append(
                 evaluator.embeddings(f"{variant.name} seed {seed}", vectors, HETREC_USER_SETTINGS))
             training.setdefault(variant.name, []).append(summary)
@@ -685,6 +688,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--weight-power", type=float, default=1.0,
                         help="raise the PPR visit weights to this power before pooling (sharpen; 1: as walked)")
     parser.add_argument("--hidden-dim", type=int, default=256)
+    parser.add_argument("--id-dim", type=int, default=0,
+                        help="HetRec only: append a learned per-pin id vector of this width to the features (0: none)")
     parser.add_argument("--embedding-dim", type=int, default=256)
     parser.add_argument("--synthetic-scale", default="demo")
     parser.add_argument("--synthetic-epochs", type=int, default=5)
@@ -760,7 +765,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                                "pixie_latest": list(HETREC_PIXIE_LATEST)},
               "model": {"text_dim": args.text_dim, "hidden_dim": args.hidden_dim,
                         "embedding_dim": args.embedding_dim, "num_layers": 2,
-                        "num_neighbors": args.num_neighbors},
+                        "num_neighbors": args.num_neighbors, "id_dim": args.id_dim},
               "hetrec_pairs": {"max_gap_days": args.max_gap_days, "day_partners": args.day_partners,
                                "ppr_positives": args.ppr_positives, "board_partners": args.board_partners,
                                "max_train_pairs": args.max_train_pairs},
@@ -785,7 +790,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                      f"examples/s, data wait {t['data_wait_share']:.1%}; inference "
                      f"{speed['metrics'].get('inference_1m', {}).get('pins_per_s_compute', 'n/a')} pins/s")
     partial = not set(DEFAULT_ABLATIONS) <= set(args.ablations)
-    record(name="pinsage_ablations_" + ("_".join(args.ablations) or "none") if partial else "pinsage",
+    name = "pinsage_ablations_" + ("_".join(args.ablations) or "none") if partial else "pinsage"
+    record(name=name + (f"_id{args.id_dim}" if args.id_dim else ""),
            command=command,
            dataset=f"HetRec 2011 Last.fm 2k ({stats['users']} users, {stats['pins']} artists, {stats['saves']} "
                    f"saves) via embeddings.data.importers; synthetic {args.synthetic_scale} world (seed 0)",

@@ -138,6 +138,12 @@ def _embed_and_write(config, lake, device, model, model_config, model_dir, versi
             f"{lake.describe(PIN_FEATURES, config.ds)} has {graph.feature_dim}-d features but model {version} in "
             f"{model_dir} expects in_dim={model_config.in_dim}; retrain it or rebuild the features"
         )
+    if model_config.id_dim:
+        raise ValueError(
+            f"model {version} in {model_dir} learned per-pin id vectors (id_dim={model_config.id_dim}, a benchmark "
+            f"option): they are tied to the rows it was trained on, so it cannot embed "
+            f"{lake.describe(PIN_FEATURES, config.ds)}"
+        )
     log.info("embedding %d pins with %s (version %s) on %s", graph.num_pins, model_dir, version, device)
     compute_started = time.perf_counter()
     embeddings = embed_all(model.to(device), graph.features, graph.neighbors, graph.weights,

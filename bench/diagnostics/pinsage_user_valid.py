@@ -207,7 +207,8 @@ def main(argv: list[str]) -> None:
             vectors, summary = train_and_embed(inputs, variant, args.seed, training_options(args),
                                                (args.hidden_dim, args.embedding_dim), checkpoints,
                                                resume=args.workdir is not None,
-                                               on_epoch=score_epoch if args.per_epoch else None)
+                                               on_epoch=score_epoch if args.per_epoch else None,
+                                               id_dim=args.id_dim)
         np.save(args.vectors, vectors)
         print(json.dumps({"trained": {k: v for k, v in summary.items() if k != "history"}}), flush=True)
 

@@ -49,6 +49,13 @@ def _chunks(num: int, chunk_size: int):
         yield start, min(start + chunk_size, num)
 
 
+def _check_id_rows(model: PinSage, features: np.ndarray) -> None:
+    """A model with id vectors embeds only the feature matrix it was trained on (its rows are the ids)."""
+    if model.config.num_ids and features.shape[0] != model.config.num_ids:
+        raise ValueError(f"the model learned id vectors for {model.config.num_ids} pins but got features of "
+                         f"{features.shape[0]} pins: it embeds only the pins it was trained on, in the same rows")
+
+
 @torch.no_grad()
 def embed_all(
     model: PinSage,
@@ -79,6 +86,7 @@ def embed_all(
     if features.shape[1] != model.config.in_dim:
         raise ValueError(f"features have {features.shape[1]} columns but the model expects in_dim="
                          f"{model.config.in_dim}")
+    _check_id_rows(model, features)
     model.eval()
     device = torch.device(device)
     num_pins = features.shape[0]
@@ -86,6 +94,8 @@ def embed_all(
     if pooling == "max":
         chunk_size = min(chunk_size, max(1, MAX_GATHERED_FLOATS // (neighbors.shape[1] * model.config.hidden_dim)))
     h = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)).to(device)
+    if model.id_embedding is not None:
+        h = model.inputs(h, torch.arange(num_pins, device=device))
     for layer, conv in enumerate(model.convs, start=1):
         progress = _Progress(f"embed_all layer {layer}/{len(model.convs)} (pins)", num_pins, log_every_s)
         # Every pin's neighbor message, once (never once per target that has it as a neighbor).
@@ -127,6 +137,7 @@ def embed_per_pin(
     Returns:
         (len(rows), embedding_dim) float32.
     """
+    _check_id_rows(model, features)
     model.eval()
     rows = np.asarray(rows, dtype=np.int64)
     out = np.empty((len(rows), model.config.embedding_dim), dtype=np.float32)
@@ -134,6 +145,7 @@ def embed_per_pin(
         targets, inverse = np.unique(rows[a:b], return_inverse=True)
         input_rows, blocks = build_blocks(targets, neighbors, weights, len(model.convs), model.config.pooling)
         x = torch.from_numpy(features[input_rows]).to(device)
-        z = model(x, [blk.to_torch(device) for blk in blocks])
+        ids = torch.from_numpy(input_rows.astype(np.int64)).to(device)
+        z = model(x, [blk.to_torch(device) for blk in blocks], ids)
         out[a:b] = z.float().cpu().numpy()[inverse]
     return out

@@ -10,6 +10,12 @@ One convolution (Algorithm 1) turns a node's representation ``h_u`` and its neig
 also one never seen in training), followed by the head ``G2 ReLU(G1 z + g)`` and, as in this project's
 output contract, a final L2 normalization.
 
+Optionally (``id_dim > 0``, off by default and not in the paper) a learned per-pin id vector is appended to
+the content features, as DGL's PinSAGE example does for its item ids. The table starts at zeros, so a pin
+that no training batch reaches (one never seen in training) keeps a zero id vector and is embedded from its
+content features alone. The ids are the rows of the feature matrix the model was trained on, so such a model
+only embeds that matrix.
+
 The pooling weights are computed once, in numpy, by ``embeddings.pinsage.sampling.pooling_weights``
 (importance: visit weights normalized per target; mean: ``1/deg``) and passed to the convolution as
 edge weights; the convolution itself sums ``weight * message`` (or takes the max for max pooling).
@@ -43,6 +49,8 @@ class PinSageConfig:
         num_layers: number of convolutions K (the paper uses 2).
         pooling: ``importance`` (weighted mean by visit weight), ``mean`` or ``max`` (the paper's ablations).
         num_neighbors: T, the top-T PPR neighbors each pin aggregates (the paper uses 50).
+        num_ids: rows of the learned id table (the number of pins trained on); 0 with ``id_dim`` 0.
+        id_dim: width of the learned per-pin id vector appended to the features (0: none, the paper's model).
     """
 
     in_dim: int
@@ -51,12 +59,19 @@ class PinSageConfig:
     num_layers: int = 2
     pooling: str = "importance"
     num_neighbors: int = 50
+    num_ids: int = 0
+    id_dim: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("in_dim", "hidden_dim", "embedding_dim", "num_layers", "num_neighbors"):
+        for name in ("in_dim", "hidden_dim", "embedding_dim", "num_layers", "num_neighbors", "num_ids", "id_dim"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"PinSageConfig.{name} must be a positive integer, got {value!r}")
+            smallest = 0 if name in ("num_ids", "id_dim") else 1
+            if not isinstance(value, int) or isinstance(value, bool) or value < smallest:
+                kind = "a non-negative" if smallest == 0 else "a positive"
+                raise ValueError(f"PinSageConfig.{name} must be {kind} integer, got {value!r}")
+        if (self.num_ids == 0) != (self.id_dim == 0):
+            raise ValueError(f"PinSageConfig.num_ids and id_dim are both 0 (no id vectors) or both positive, "
+                             f"got num_ids={self.num_ids}, id_dim={self.id_dim}")
         if self.pooling not in POOLINGS:
             raise ValueError(f"PinSageConfig.pooling must be one of {POOLINGS}, got {self.pooling!r}")
 
@@ -255,32 +270,46 @@ class PinSage(nn.Module):
     def __init__(self, config: PinSageConfig) -> None:
         super().__init__()
         self.config = config
-        dims = [config.in_dim] + [config.hidden_dim] * config.num_layers
+        self.id_embedding = None
+        if config.id_dim:
+            self.id_embedding = nn.Embedding(config.num_ids, config.id_dim)
+            nn.init.zeros_(self.id_embedding.weight)  # pins no batch reaches keep their content features alone
+        dims = [config.in_dim + config.id_dim] + [config.hidden_dim] * config.num_layers
         self.convs = nn.ModuleList(
             PinSageConv(dims[k], config.hidden_dim, dims[k + 1], config.pooling) for k in range(config.num_layers)
         )
         self.head_hidden = nn.Linear(config.hidden_dim, config.hidden_dim)  # G1, g
         self.head_out = nn.Linear(config.hidden_dim, config.embedding_dim, bias=False)  # G2
 
-    def forward(self, x: Tensor, blocks: list[Block]) -> Tensor:
+    def forward(self, x: Tensor, blocks: list[Block], ids: Tensor | None = None) -> Tensor:
         """Embed the targets of a computation graph.
 
         Args:
             x: (N_0, in_dim) features of the first block's src nodes.
             blocks: ``num_layers`` blocks, input side first; the last block's dst nodes are the targets.
+            ids: (N_0,) the src nodes' pin rows; needed (only) when the model learns id vectors.
 
         Returns:
             (N_K, embedding_dim) unit-norm embeddings of the targets, in the last block's dst order.
         """
         if len(blocks) != len(self.convs):
             raise ValueError(f"PinSage has {len(self.convs)} layers but got {len(blocks)} blocks")
-        h = x
+        h = self.inputs(x, ids)
         for conv, block in zip(self.convs, blocks, strict=True):
             if h.size(0) != block.num_src:
                 raise ValueError(f"a block expects {block.num_src} source rows, got {h.size(0)}")
             h_dst = h[: block.num_dst]
             h = conv((h, h_dst), block.adj, adj_transpose=block.adj_transpose)
         return self.head(h)
+
+    def inputs(self, x: Tensor, ids: Tensor | None) -> Tensor:
+        """The first layer's input: the features, with each pin's id vector appended when the model has them."""
+        if self.id_embedding is None:
+            return x
+        if ids is None:
+            raise ValueError(f"this PinSage learns id vectors (id_dim={self.config.id_dim}): "
+                             "pass the pins' rows as ids")
+        return torch.cat([x, self.id_embedding(ids).to(x.dtype)], dim=-1)
 
     def head(self, h: Tensor) -> Tensor:
         """normalize(G2 ReLU(G1 h + g)): (N, hidden_dim) -> (N, embedding_dim)."""

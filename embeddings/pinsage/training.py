@@ -140,6 +140,7 @@ class Batch:
 
     Attributes:
         x: (N_0, in_dim) features of the computation graph's input nodes.
+        ids: (N_0,) those nodes' pin rows (for a model's id vectors).
         blocks: per layer, ``BlockArrays.to_tensors()`` (input side first).
         query, positive: (B,) positions of each pair's pins.
         negative: (S,) positions of the shared negatives.
@@ -151,6 +152,7 @@ class Batch:
     """
 
     x: Tensor
+    ids: Tensor
     blocks: list[dict[str, Tensor]]
     query: Tensor
     positive: Tensor
@@ -224,6 +226,7 @@ class TrainingBatches(Dataset):
         t = torch.from_numpy
         return Batch(
             x=t(self.graph.features[input_rows]),
+            ids=t(input_rows.astype(np.int64)),
             blocks=[blk.to_tensors() for blk in blocks],
             query=t(inverse[:num_pairs]),
             positive=t(inverse[num_pairs:2 * num_pairs]),
@@ -246,7 +249,7 @@ def batch_loss(model: PinSage, batch: Batch, options: TrainingOptions, device: t
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
                 else contextlib.nullcontext())
     with autocast:
-        z = model(batch.x.to(device, non_blocking=True), blocks)
+        z = model(batch.x.to(device, non_blocking=True), blocks, batch.ids.to(device, non_blocking=True))
     z = z.float()
     d = lambda t: t.to(device, non_blocking=True)  # noqa: E731
     query, positive = z[d(batch.query)], z[d(batch.positive)]

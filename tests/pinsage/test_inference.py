@@ -45,6 +45,21 @@ def test_layerwise_inference_equals_per_pin_computation(pooling):
     assert np.abs(layerwise[::-1] - minibatched).max() < 1e-5
 
 
+def test_layerwise_inference_equals_per_pin_computation_with_id_vectors():
+    features, neighbors, weights = _random_inputs()
+    torch.manual_seed(1)
+    model = build_model(PinSageConfig(in_dim=10, hidden_dim=24, embedding_dim=8, num_neighbors=6,
+                                      num_ids=len(features), id_dim=5))
+    torch.nn.init.normal_(model.id_embedding.weight)  # as if trained: every pin's id vector differs
+    layerwise = embed_all(model, features, neighbors, weights, chunk_size=17)
+    rows = np.arange(len(features))[::-1]
+    assert np.abs(layerwise[rows] - embed_per_pin(model, rows, features, neighbors, weights)).max() < 1e-5
+    assert np.abs(layerwise[rows] - embed_per_pin(model, rows, features, neighbors, weights,
+                                                  targets_per_graph=40)).max() < 1e-5
+    with pytest.raises(ValueError, match="learned id vectors for 150 pins but got features of 149 pins"):
+        embed_all(model, features[:-1], neighbors[:-1], weights[:-1])
+
+
 def test_layerwise_inference_does_not_depend_on_chunk_size():
     features, neighbors, weights = _random_inputs()
     model = build_model(PinSageConfig(in_dim=10, hidden_dim=24, embedding_dim=8, num_neighbors=6))

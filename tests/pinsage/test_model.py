@@ -169,6 +169,9 @@ def test_config_round_trip_and_state_dict_rebuild():
         ({"in_dim": 0}, "in_dim must be a positive integer, got 0"),
         ({"in_dim": 8, "pooling": "sum"}, "pooling must be one of .*got 'sum'"),
         ({"in_dim": 8, "num_neighbors": -1}, "num_neighbors must be a positive integer"),
+        ({"in_dim": 8, "id_dim": -1}, "id_dim must be a non-negative integer, got -1"),
+        ({"in_dim": 8, "id_dim": 4}, "num_ids and id_dim are both 0 .* got num_ids=0, id_dim=4"),
+        ({"in_dim": 8, "num_ids": 10}, "num_ids and id_dim are both 0 .* got num_ids=10, id_dim=0"),
     ],
 )
 def test_config_rejects_bad_values(kwargs, message):
@@ -185,3 +188,14 @@ def test_model_rejects_wrong_number_of_blocks():
     model = build_model(PinSageConfig(in_dim=4, hidden_dim=4, embedding_dim=4))
     with pytest.raises(ValueError, match="PinSage has 2 layers but got 1 blocks"):
         model(torch.randn(3, 4), [None])
+
+
+def test_id_vectors_start_at_zero_and_are_appended_to_the_features():
+    model = build_model(PinSageConfig(in_dim=4, hidden_dim=6, embedding_dim=5, num_ids=10, id_dim=3))
+    assert model.convs[0].neighbor_linear.in_features == 7 and not model.id_embedding.weight.any()
+    model.id_embedding.weight.data[2] = torch.tensor([1.0, 2.0, 3.0])
+    x = torch.ones(2, 4)
+    assert model.inputs(x, torch.tensor([2, 5])).tolist() == [[1, 1, 1, 1, 1, 2, 3], [1, 1, 1, 1, 0, 0, 0]]
+    with pytest.raises(ValueError, match="learns id vectors .*pass the pins' rows as ids"):
+        model.inputs(x, None)
+    assert build_model(PinSageConfig(in_dim=4)).inputs(x, None) is x  # the paper's model: features only

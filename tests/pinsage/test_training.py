@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -132,6 +134,27 @@ def test_other_poolings_and_the_sampled_softmax_train(inputs, pooling, loss):
     assert all(np.isfinite(h["train_loss"]) for h in out.history)
     if loss == "sampled_softmax":
         assert [h["hard_negatives_per_query"] for h in out.history] == [0, 0]
+
+
+def test_id_vectors_train_for_the_pins_batches_reach_and_stay_zero_for_the_rest(inputs):
+    graph, pairs = inputs
+    extra = 400  # pins no pair or neighborhood touches: only an occasional uniform negative reaches one
+    graph = dataclasses.replace(
+        graph, pin_ids=np.arange(graph.num_pins + extra),
+        features=np.concatenate([graph.features, np.ones((extra, graph.feature_dim), np.float32)]),
+        neighbors=np.concatenate([graph.neighbors, np.full((extra, graph.neighbors.shape[1]), -1, np.int32)]),
+        weights=np.concatenate([graph.weights, np.zeros((extra, graph.weights.shape[1]), np.float32)]),
+        hard_negatives=np.concatenate([graph.hard_negatives,
+                                       np.full((extra, graph.hard_negatives.shape[1]), -1, np.int32)]))
+    model = build_model(PinSageConfig(in_dim=12, hidden_dim=16, embedding_dim=8, num_neighbors=4,
+                                      num_ids=graph.num_pins, id_dim=4))
+    options = TrainingOptions(**{**OPTIONS.to_dict(), "num_epochs": 1})
+    batches = TrainingBatches(graph, pairs.train, 1, options, 2, "importance")
+    reached = np.unique(np.concatenate([batches[b].ids.numpy() for b in range(len(batches))]))
+    out = train(model, graph, pairs, options)
+    moved = out.model.id_embedding.weight.detach().abs().sum(dim=1).numpy() > 0
+    untouched = np.setdiff1d(np.arange(graph.num_pins), reached)
+    assert len(untouched) > 200 and moved[reached].all() and not moved[untouched].any()
 
 
 def test_rank_positives_full_ranking_excludes_the_query():
