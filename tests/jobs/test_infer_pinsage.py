@@ -102,6 +102,16 @@ def test_feature_width_must_match_the_model(lake, lake_uri, tmp_path):
         run(InferPinSageConfig(lake_uri=lake_uri, ds=DS, model_dir=str(path)))
 
 
+def test_a_model_with_id_vectors_is_refused_and_nothing_is_written(lake, lake_uri, tmp_path):
+    write_tiny_lake(lake, num_days=1)
+    config = PinSageConfig(in_dim=12, hidden_dim=4, embedding_dim=4, num_neighbors=4, num_ids=120, id_dim=3)
+    path = save_model_dir(tmp_path / "ids", build_model(config), config)
+    with pytest.raises(ValueError, match=r"model sha256:\w+ in .*ids learned per-pin id vectors \(id_dim=3.*cannot "
+                                         r"embed table pin_features \(ds=2026-03-31\)"):
+        run(InferPinSageConfig(lake_uri=lake_uri, ds=DS, model_dir=str(path)))
+    assert not lake.exists(PIN_EMBEDDINGS, DS)
+
+
 def test_main_runs_from_flags(lake, lake_uri, model_dir):
     write_tiny_lake(lake, num_days=1)
     main(["--ds", DS.isoformat(), "--lake-uri", lake_uri, "--model-dir", model_dir, "--device", "cpu",
