@@ -29,7 +29,8 @@ Prints the tables and, unless ``--quick``, writes bench/results/pinsage.json and
 docs/BENCHMARKS.md (``bench.common.record``), with the speed figures of bench/results/pinsage_speed.json
 (measured by bench/pinsage_speed.py, copied, not re-run). A run that leaves out one of the default
 ablations (``--ablations``) is recorded as ``pinsage_ablations_<names>`` instead, so it never replaces
-the full table; a run with learned id vectors (``--id-dim N``) adds ``_idN`` to the name.
+the full table; a run from a later seed (``--first-seed S``) adds ``_seedS``, one with learned id vectors
+(``--id-dim N``) ``_idN``. ``bench/pinsage_seeds.py`` pools the per-seed figures of several records.
 
 With ``--workdir`` every training keeps its checkpoint there and a rerun resumes from it: a finished training
 is only embedded again, an interrupted one continues from its last epoch, and one with other settings or
@@ -439,7 +440,7 @@ def paired_differences(methods: dict[str, Sequence[MethodResult]], trained: set[
     difference and its 95% paired bootstrap interval over the TEST queries (users or item pairs).
 
     Each side's per-query value is averaged over its seeds first. A trained rival (``trained``: an ablation)
-    is compared on the seeds both ran (seeds 0..n-1 in order); a baseline, deterministic, against every seed
+    is compared on the seeds both ran (the run's first n seeds, in order); a baseline, deterministic, against every seed
     of the primary model. The interval is over queries only: seed-to-seed spread is the table's ± column.
     """
     out: dict[str, dict] = {}
@@ -646,12 +647,23 @@ def bars(hetrec: dict, syn: dict) -> dict[str, bool]:
     return out
 
 
+def record_name(args: argparse.Namespace) -> str:
+    """``pinsage`` for the full table; a run without some default ablation, from a later seed or with id vectors
+    gets its own name (``pinsage_ablations_<names>[_seed<S>][_id<N>]``), so it never replaces the full table."""
+    partial = not set(DEFAULT_ABLATIONS) <= set(args.ablations)
+    name = "pinsage_ablations_" + ("_".join(args.ablations) or "none") if partial else "pinsage"
+    name += f"_seed{args.first_seed}" if args.first_seed else ""
+    return name + (f"_id{args.id_dim}" if args.id_dim else "")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The bench's flags (bench/diagnostics/pinsage_user_valid.py takes them too)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 seed, 1 epoch, fewer pairs; records nothing")
     parser.add_argument("--hetrec-path", default=str(HETREC_PATH))
     parser.add_argument("--seeds", type=int, default=3, help="seeds of importance and mean pooling")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="the seeds are first-seed .. first-seed + seeds - 1 (a later seed of an earlier record)")
     parser.add_argument("--epochs", type=int, default=10,
                         help="epoch cap (early stopping may end sooner); 10 epochs of the default pairs hold about "
                              "as many training examples as the 20 epochs of the pairs before the board partners")
@@ -712,7 +724,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     torch.set_num_threads(2)
     started = time.perf_counter()
     command = " ".join([".venv/bin/python", "bench/pinsage_quality.py", *(argv if argv is not None else sys.argv[1:])])
-    seeds = tuple(range(args.seeds))
+    seeds = tuple(range(args.first_seed, args.first_seed + args.seeds))
     variants = ablation_variants(args.ablations, seeds, args.ablation_seeds, args.loss, args.num_neighbors)
     options = training_options(args)
 
@@ -789,9 +801,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         lines.append(f"speed (bench/pinsage_speed.py, {speed['date'][:10]}): training {t['examples_per_s']} "
                      f"examples/s, data wait {t['data_wait_share']:.1%}; inference "
                      f"{speed['metrics'].get('inference_1m', {}).get('pins_per_s_compute', 'n/a')} pins/s")
-    partial = not set(DEFAULT_ABLATIONS) <= set(args.ablations)
-    name = "pinsage_ablations_" + ("_".join(args.ablations) or "none") if partial else "pinsage"
-    record(name=name + (f"_id{args.id_dim}" if args.id_dim else ""),
+    record(name=record_name(args),
            command=command,
            dataset=f"HetRec 2011 Last.fm 2k ({stats['users']} users, {stats['pins']} artists, {stats['saves']} "
                    f"saves) via embeddings.data.importers; synthetic {args.synthetic_scale} world (seed 0)",

@@ -12,8 +12,8 @@ import pytest
 from bench.pinsage_quality import (DEFAULT_ABLATIONS, PAIRED, PRIMARY, Inputs, Variant, ablation_list,
                                    ablation_variants, bench_synthetic, board_pairs, build_parser, cap_pairs,
                                    format_paired, next_save_pairs, paired_differences, ppr_pairs, public_inputs,
-                                   same_day_pairs, sharpen, shared_options, train_and_embed, train_graph,
-                                   training_options, weight_concentration)
+                                   record_name, same_day_pairs, sharpen, shared_options, train_and_embed,
+                                   train_graph, training_options, weight_concentration)
 from embeddings.data.engagement import TEST, TRAIN, VALID
 from embeddings.eval.metrics import RankingMetrics
 from embeddings.graph.walks import WalkConfig
@@ -227,6 +227,16 @@ def test_synthetic_part_runs_on_the_tiny_world(tmp_path) -> None:
     assert 0.0 <= p["pinsage"] <= 1.0 and 0.0 < p["content features"] <= 1.0
     assert result["gain"] == pytest.approx(p["pinsage"] - p["content features"], abs=1e-3)
     assert result["pairs"]["train_used"] <= 2000 and result["training"]["epochs_run"] == 1
+
+
+def test_a_later_seed_or_id_vectors_record_under_their_own_name() -> None:
+    parse = lambda *argv: build_parser().parse_args(list(argv))  # noqa: E731
+    assert record_name(parse()) == "pinsage"
+    assert record_name(parse("--ablations", "mean")) == "pinsage_ablations_mean"
+    assert record_name(parse("--ablations", "mean", "--first-seed", "2", "--seeds", "1")) == \
+        "pinsage_ablations_mean_seed2"
+    assert record_name(parse("--ablations", "none", "--id-dim", "64")) == "pinsage_ablations_none_id64"
+    assert record_name(parse("--first-seed", "3")) == "pinsage_seed3"
 
 
 def test_ablation_list_parses_in_table_order_and_rejects_unknown_names() -> None:
