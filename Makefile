@@ -43,8 +43,10 @@ $(VENV)/.bench-installed: $(STAMP)
 	@touch $@
 
 # Every bench/*.py but the shared helpers (pinnerformer_public.py is pinnerformer_quality.py's public section;
-# bench/device_check.sh is the GPU session's run of the speed benches: docs/BENCHMARKS.md, "GPU runs").
-BENCHES = $(filter-out bench/__init__.py bench/common.py bench/devices.py bench/pinnerformer_public.py,$(wildcard bench/*.py))
+# pinsage_seeds.py pools records that pinsage_quality.py wrote, given by name; bench/device_check.sh is the GPU
+# session's run of the speed benches: docs/BENCHMARKS.md, "GPU runs").
+HELPERS = bench/__init__.py bench/common.py bench/devices.py bench/pinnerformer_public.py bench/pinsage_seeds.py
+BENCHES = $(filter-out $(HELPERS),$(wildcard bench/*.py))
 
 bench: venv $(VENV)/.bench-installed
 	$(ENV) for b in $(BENCHES); do echo "== $$b"; $(VENV)/bin/python $$b; done
