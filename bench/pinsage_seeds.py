@@ -59,9 +59,11 @@ def per_seed(method: dict) -> dict[int | None, dict[str, float]]:
 
 def pool(records: Sequence[dict], names: Sequence[str]) -> dict[str, dict]:
     """{method: {"runs", "seeds", metric key: mean/std/min/max/per_seed}} over the union of the records' seeds."""
-    reference, defined = comparable_config(records[0]["config"]), variant_definitions(records[0]["config"])
+    evaluation = lambda rec: {**comparable_config(rec["config"]),  # noqa: E731
+                              "dataset": rec["dataset"], "protocol": rec["protocol"]}
+    reference, defined = evaluation(records[0]), variant_definitions(records[0]["config"])
     for rec, name in zip(records[1:], names[1:], strict=True):
-        config = comparable_config(rec["config"])
+        config = evaluation(rec)
         if config != reference:
             diff = sorted(k for k in reference.keys() | config.keys() if reference.get(k) != config.get(k))
             raise ValueError(f"{name} is not the same evaluation as {names[0]}: config differs in {diff}")

@@ -132,17 +132,17 @@ def fetch_registered(config: InferPinSageConfig, dst: Path) -> tuple[Path, str]:
 
 
 def _embed_and_write(config, lake, device, model, model_config, model_dir, version, started) -> InferResult:
-    graph, manifests = load_pin_graph(lake, config.ds, model_config.num_neighbors, 0, config.max_missing_share)
-    if graph.feature_dim != model_config.in_dim:
-        raise ValueError(
-            f"{lake.describe(PIN_FEATURES, config.ds)} has {graph.feature_dim}-d features but model {version} in "
-            f"{model_dir} expects in_dim={model_config.in_dim}; retrain it or rebuild the features"
-        )
     if model_config.id_dim:
         raise ValueError(
             f"model {version} in {model_dir} learned per-pin id vectors (id_dim={model_config.id_dim}, a benchmark "
             f"option): they are tied to the rows it was trained on, so it cannot embed "
             f"{lake.describe(PIN_FEATURES, config.ds)}"
+        )
+    graph, manifests = load_pin_graph(lake, config.ds, model_config.num_neighbors, 0, config.max_missing_share)
+    if graph.feature_dim != model_config.in_dim:
+        raise ValueError(
+            f"{lake.describe(PIN_FEATURES, config.ds)} has {graph.feature_dim}-d features but model {version} in "
+            f"{model_dir} expects in_dim={model_config.in_dim}; retrain it or rebuild the features"
         )
     log.info("embedding %d pins with %s (version %s) on %s", graph.num_pins, model_dir, version, device)
     compute_started = time.perf_counter()

@@ -81,6 +81,10 @@ def test_records_of_another_evaluation_are_refused() -> None:
     other["config"]["epochs_cap"] = 20
     with pytest.raises(ValueError, match=r"b is not the same evaluation as a: config differs in \['epochs_cap'\]"):
         pool([_record([0], [0.08], None), other], ["a", "b"])
+    elsewhere = _record([2], [0.1], None)
+    elsewhere["dataset"] = "MovieLens"
+    with pytest.raises(ValueError, match=r"config differs in \['dataset'\]"):
+        pool([_record([0], [0.08], None), elsewhere], ["a", "b"])
     renamed = _record([2], [0.1], None)
     renamed["config"]["variants"][0]["pooling"] = "max"
     with pytest.raises(ValueError, match="b trains 'pinsage importance' as .*'max'"):
