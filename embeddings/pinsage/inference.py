@@ -94,8 +94,7 @@ def embed_all(
     if pooling == "max":
         chunk_size = min(chunk_size, max(1, MAX_GATHERED_FLOATS // (neighbors.shape[1] * model.config.hidden_dim)))
     h = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)).to(device)
-    if model.id_embedding is not None:
-        h = model.inputs(h, torch.arange(num_pins, device=device))
+    h = model.inputs(h, torch.arange(num_pins, device=device))  # the features, with id vectors if it has them
     for layer, conv in enumerate(model.convs, start=1):
         progress = _Progress(f"embed_all layer {layer}/{len(model.convs)} (pins)", num_pins, log_every_s)
         # Every pin's neighbor message, once (never once per target that has it as a neighbor).

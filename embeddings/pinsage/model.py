@@ -11,10 +11,11 @@ also one never seen in training), followed by the head ``G2 ReLU(G1 z + g)`` and
 output contract, a final L2 normalization.
 
 Optionally (``id_dim > 0``, off by default and not in the paper) a learned per-pin id vector is appended to
-the content features, as DGL's PinSAGE example does for its item ids. The table starts at zeros, so a pin
-that no training batch reaches (one never seen in training) keeps a zero id vector and is embedded from its
-content features alone. The ids are the rows of the feature matrix the model was trained on, so such a model
-only embeds that matrix.
+the content features, as DGL's PinSAGE example does for its item ids. The table starts at zeros and only the
+rows a training batch reaches move, so a pin that no batch reached is embedded from its content features
+alone. A pin with no training saves can still be reached (as a uniform negative), so "unseen" is not the same
+as "unreached". The ids are the rows of the feature matrix the model was trained on, so such a model only
+embeds that matrix.
 
 The pooling weights are computed once, in numpy, by ``embeddings.pinsage.sampling.pooling_weights``
 (importance: visit weights normalized per target; mean: ``1/deg``) and passed to the convolution as
