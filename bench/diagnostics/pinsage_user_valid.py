@@ -2,8 +2,9 @@
 
     .venv/bin/python bench/diagnostics/pinsage_user_valid.py --vectors /tmp/pinsage_seed0.npy
 
-Trains one seed of the bench's primary PinSage, or another ``--pooling`` (``bench/pinsage_quality.py``'s
-inputs and options, set by the bench's own flags, e.g. ``--epochs``, ``--ppr-steps``; ``--vectors`` caches
+Trains one seed of the bench's primary PinSage, another ``--pooling``, or another row of the bench's ablation
+table (``--variant 'pinsage importance, T=10'``), with ``bench/pinsage_quality.py``'s
+inputs and options (set by the bench's own flags, e.g. ``--epochs``, ``--ppr-steps``; ``--vectors`` caches
 its embeddings, so a second call skips training), then scores the user next-save task
 on the VALID slice for every user setting of ``--settings`` for PinSage and content features, and the
 baselines' wider grids (item-kNN neighbor counts, Pixie's latest query pins). Prints one JSON line per
@@ -41,7 +42,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bench.pinsage_quality import Variant, build_parser, hetrec_inputs, train_and_embed, training_options  # noqa: E402
+from bench.pinsage_quality import (  # noqa: E402
+    ABLATIONS,
+    Variant,
+    ablation_variants,
+    build_parser,
+    hetrec_inputs,
+    train_and_embed,
+    training_options,
+)
 from embeddings.eval.bootstrap import paired_bootstrap, paired_values  # noqa: E402
 from embeddings.eval.metrics import RankingMetrics, top_k  # noqa: E402
 from embeddings.eval.scorers import EmbeddingScorer  # noqa: E402
@@ -167,6 +176,9 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--pixie-latest", type=int, nargs="*", default=[20, 50, 200])
     parser.add_argument("--skip-content", action="store_true")
     parser.add_argument("--pooling", default="importance", choices=POOLINGS, help="the trained model's pooling")
+    parser.add_argument("--variant", default=None, metavar="NAME",
+                        help="train this row of the bench's ablation table instead (overrides --pooling), e.g. "
+                             "'pinsage importance, T=10' or 'pinsage importance, max-margin, no hard negatives'")
     parser.add_argument("--per-epoch", action="store_true",
                         help="when training, score PinSage's user settings on VALID after every epoch")
     parser.add_argument("--segments", action="store_true",
@@ -190,6 +202,11 @@ def main(argv: list[str]) -> None:
         vectors = np.load(args.vectors)
     else:
         variant = Variant(f"pinsage {args.pooling}", args.pooling, True, (args.seed,), loss=args.loss)
+        if args.variant is not None:
+            rows = {v.name: v for v in ablation_variants(ABLATIONS, (args.seed,), 1, args.loss, args.num_neighbors)}
+            if args.variant not in rows:
+                parser.error(f"--variant {args.variant!r}: not a row of the ablation table {sorted(rows)}")
+            variant = rows[args.variant]
 
         def score_epoch(record: dict, epoch_vectors: np.ndarray) -> None:
             factory = embedding_users(EmbeddingScorer(epoch_vectors).items)
