@@ -194,6 +194,12 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--other-seeds", type=Path, nargs="*", default=[],
                         help="with --versus-pixie: .npy embeddings of further seeds, averaged per user with --vectors")
     args = parser.parse_args(argv)
+    variant = Variant(f"pinsage {args.pooling}", args.pooling, True, (args.seed,), loss=args.loss)
+    if args.variant is not None:
+        rows = {v.name: v for v in ablation_variants(ABLATIONS, (args.seed,), 1, args.loss, args.num_neighbors)}
+        if args.variant not in rows:
+            parser.error(f"--variant {args.variant!r} is not a row of the ablation table: {sorted(rows)}")
+        variant = rows[args.variant]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(args.threads)
     inputs, data = hetrec_inputs(args)
@@ -201,13 +207,6 @@ def main(argv: list[str]) -> None:
     if args.vectors.exists():
         vectors = np.load(args.vectors)
     else:
-        variant = Variant(f"pinsage {args.pooling}", args.pooling, True, (args.seed,), loss=args.loss)
-        if args.variant is not None:
-            rows = {v.name: v for v in ablation_variants(ABLATIONS, (args.seed,), 1, args.loss, args.num_neighbors)}
-            if args.variant not in rows:
-                parser.error(f"--variant {args.variant!r}: not a row of the ablation table {sorted(rows)}")
-            variant = rows[args.variant]
-
         def score_epoch(record: dict, epoch_vectors: np.ndarray) -> None:
             factory = embedding_users(EmbeddingScorer(epoch_vectors).items)
             users = {repr(setting): round(float(evaluator.users(factory, setting, "valid").metric("hr@10").mean()), 4)

@@ -126,3 +126,19 @@ def test_a_training_into_the_bench_workdir_lands_where_the_bench_resumes_it(tmp_
     with pytest.raises(ValueError, match="VALID slice has no users"):
         main(flags + ["--vectors", str(tmp_path / "first.npy"), "--versus-pixie", "1",
                       "--other-seeds", str(tmp_path / "again.npy")])
+
+
+def test_a_variant_trains_that_row_of_the_ablation_table(tmp_path, capsys) -> None:
+    source = write_hetrec(tmp_path / "hetrec")
+    flags = ["--hetrec-path", str(source), "--workdir", str(tmp_path / "work"), "--threads", "1", "--epochs", "1",
+             "--patience", "1", "--ppr-steps", "50", "--num-neighbors", "2", "--valid-pairs", "10",
+             "--settings", "1:sum", "--knn", "--pixie-latest", "--skip-content", "--vectors", str(tmp_path / "v.npy")]
+    main(flags + ["--variant", "pinsage importance, max-margin, no hard negatives"])
+    # the bench's own checkpoint of that row, so `bench/pinsage_quality.py --workdir` resumes it
+    assert [p.name for p in (tmp_path / "work" / "hetrec").iterdir()] == [
+        "pinsage_importance_max-margin_no_hard_negatives-max_margin-seed0.pt"]
+    capsys.readouterr()
+    # T = 10 is no row when the graph keeps 2 neighbors; refused before any data is read
+    with pytest.raises(SystemExit):
+        main(flags[:1] + [str(tmp_path / "missing")] + flags[2:] + ["--variant", "pinsage importance, T=10"])
+    assert "is not a row of the ablation table" in capsys.readouterr().err
