@@ -5,7 +5,8 @@
 
 A full 3-seed run of both poolings trains six models (about 3 h on 2 cores), longer than one sitting, and the
 checkpoints do not outlive it. ``--first-seed`` lets a later run add seed 2 to an earlier record of seeds 0
-and 1; this script pools them. Every record must come from the same evaluation (dataset, protocol, VALID
+and 1; this script pools them, every row of the ablation table alike (so one-seed ablation runs join the
+3-seed table of the poolings). Every record must come from the same evaluation (dataset, protocol, VALID
 grids, pairs, model and training settings but the seeds); a seed found in two records must give the same
 figures (the trainings repeat at one torch thread) or the script refuses, and a baseline (no seeds) must
 agree across the records. The paired bootstrap needs per-query values, which the records do not keep, so
@@ -98,7 +99,8 @@ def pool(records: Sequence[dict], names: Sequence[str]) -> dict[str, dict]:
             row[key] = {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
                         "min": float(values.min()), "max": float(values.max()), "per_seed": values.tolist()}
         out[method] = row
-    return out
+    # the trained rows first, in the order the records list them, then the baselines (as the bench's own table)
+    return dict(sorted(out.items(), key=lambda item: not item[1]["seeds"]))
 
 
 def importance_at_least_mean(pooled: dict[str, dict]) -> dict | None:

@@ -52,6 +52,7 @@ def test_a_later_seed_joins_the_earlier_ones_and_a_repeated_seed_counts_once() -
     assert importance["user_next/hr@10"]["std"] == pytest.approx(0.02)
     assert pooled["pinsage mean"]["seeds"] == [0, 1, 2]
     assert pooled["Pixie"]["runs"] == 1 and pooled["Pixie"]["seeds"] == []
+    assert list(pooled) == ["pinsage importance", "pinsage mean", "Pixie"]  # trained rows first, then baselines
     check = importance_at_least_mean(pooled)
     assert check["seeds"] == [0, 1, 2] and check["met"]
     assert check["user_next/hr@10"]["diff"] == pytest.approx(0.10 - 0.08)
