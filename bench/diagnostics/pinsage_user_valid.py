@@ -44,7 +44,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bench.pinsage_quality import (  # noqa: E402
     ABLATIONS,
-    Variant,
     ablation_variants,
     build_parser,
     hetrec_inputs,
@@ -194,12 +193,15 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--other-seeds", type=Path, nargs="*", default=[],
                         help="with --versus-pixie: .npy embeddings of further seeds, averaged per user with --vectors")
     args = parser.parse_args(argv)
-    variant = Variant(f"pinsage {args.pooling}", args.pooling, True, (args.seed,), loss=args.loss)
-    if args.variant is not None:
-        rows = {v.name: v for v in ablation_variants(ABLATIONS, (args.seed,), 1, args.loss, args.num_neighbors)}
-        if args.variant not in rows:
-            parser.error(f"--variant {args.variant!r} is not a row of the ablation table: {sorted(rows)}")
+    # Every training is a row of the bench's ablation table, so its checkpoint is the one the bench resumes.
+    rows = {v.name: v for v in ablation_variants(ABLATIONS, (args.seed,), 1, args.loss, args.num_neighbors)}
+    if args.variant is None:  # the pooling's row with the bench's loss and every neighbor
+        variant = next(v for v in rows.values()
+                       if v.pooling == args.pooling and v.loss == args.loss and v.num_neighbors is None)
+    elif args.variant in rows:
         variant = rows[args.variant]
+    else:
+        parser.error(f"--variant {args.variant!r} is not a row of the ablation table: {sorted(rows)}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(args.threads)
     inputs, data = hetrec_inputs(args)

@@ -137,6 +137,9 @@ def test_a_variant_trains_that_row_of_the_ablation_table(tmp_path, capsys) -> No
     # the bench's own checkpoint of that row, so `bench/pinsage_quality.py --workdir` resumes it
     assert [p.name for p in (tmp_path / "work" / "hetrec").iterdir()] == [
         "pinsage_importance_max-margin_no_hard_negatives-max_margin-seed0.pt"]
+    # --pooling picks that pooling's row too, under the bench's name for it
+    main(flags[:3] + [str(tmp_path / "max")] + flags[4:-1] + [str(tmp_path / "max.npy"), "--pooling", "max"])
+    assert [p.name for p in (tmp_path / "max" / "hetrec").iterdir()] == ["pinsage_max_pooling-sampled_softmax-seed0.pt"]
     capsys.readouterr()
     # T = 10 is no row when the graph keeps 2 neighbors; refused before any data is read
     with pytest.raises(SystemExit):
