@@ -278,6 +278,40 @@ def board_pairs(boards: np.ndarray, items: np.ndarray, partners: int, seed: int 
     return cycle_pairs([codes.ravel()], items, partners, seed)
 
 
+def history_queries(users: np.ndarray, items: np.ndarray, ts: np.ndarray, labels: np.ndarray,
+                    num_latest: int) -> np.ndarray:
+    """The user task as training examples: each first save of a pin by a user, queried by the user's latest pins.
+
+    For every TRAIN save whose pin the user had not saved before and that has at least one earlier save, the
+    query is the user's ``num_latest`` latest distinct earlier pins, newest first (as ``Sequences.latest`` forms
+    the user task's queries), and the positive is the new pin. Saves are in ``time_order``. Args are (E,)
+    arrays: user, pin row, ts (datetime64[us]), label. Returns (M, num_latest + 1) int64 [query rows (-1
+    padding), positive row] (``PositivePairs``).
+    """
+    order = time_order(users, items, ts, labels)
+    u, i, lab = users[order], items[order], labels[order]
+    out: list[list[int]] = []
+    latest: dict[int, None] = {}  # the current user's distinct pins, oldest first, by their latest save
+    for k in range(len(u)):
+        if k == 0 or u[k] != u[k - 1]:
+            latest = {}
+        if lab[k] != TRAIN:
+            continue
+        pin = int(i[k])
+        if pin not in latest and latest:
+            query = list(latest)[::-1][:num_latest]
+            out.append(query + [-1] * (num_latest - len(query)) + [pin])
+        latest.pop(pin, None)
+        latest[pin] = None
+    return np.asarray(out, dtype=np.int64).reshape(-1, num_latest + 1)
+
+
+def with_query_width(pairs: np.ndarray, width: int) -> np.ndarray:
+    """(N, 2) pairs as (N, width + 1) examples [query, -1 ..., positive] (``PositivePairs``)."""
+    padding = np.full((len(pairs), width - 1), -1, dtype=np.int64)
+    return np.concatenate([pairs[:, :1], padding, pairs[:, 1:]], axis=1)
+
+
 def ppr_pairs(neighbors: np.ndarray, positives: int) -> np.ndarray:
     """Each pin paired with its ``positives`` nearest PPR neighbors (best first; -1 and the pin itself skipped).
 
@@ -344,13 +378,15 @@ def train_and_embed(inputs: Inputs, variant: Variant, seed: int, options: Traini
 def public_inputs(path: Path, walk: WalkConfig, max_gap_s: float | None, max_train_pairs: int,
                   dataset: str = "hetrec-lastfm", day_partners: int = 0,
                   ppr_positives: int = 0, text_dim: int = DEFAULT_TEXT_DIM,
-                  weight_power: float = 1.0, board_partners: int = 0) -> tuple[Inputs, EvaluationData]:
+                  weight_power: float = 1.0, board_partners: int = 0,
+                  history: tuple[int, int] = (0, 0)) -> tuple[Inputs, EvaluationData]:
     """Import a public dataset (``importers.DATASETS``: HetRec Last.fm here, MovieLens too for
     bench/pinnerformer_quality.py), keep its positive engagements (HetRec's are all saves; MovieLens's are
     ratings >= 4), split them per user, build graph / neighborhoods / features / pairs from TRAIN.
     ``day_partners`` > 0 adds ``same_day_pairs`` of the TRAIN saves to the training pairs (never to the
     held-out pairs the evaluation scores); ``ppr_positives`` > 0 adds ``ppr_pairs`` of the TRAIN graph;
-    ``board_partners`` > 0 adds ``board_pairs`` of the TRAIN saves.
+    ``board_partners`` > 0 adds ``board_pairs`` of the TRAIN saves. ``history = (H, C)`` with H > 0 adds C
+    copies of ``history_queries`` (latest H pins) to them, and the pairs become (N, H + 1) examples.
     ``text_dim`` is the width of the hashed pin text in the content features (``content_features``);
     ``weight_power`` raises the PPR visit weights to that power (``sharpen``)."""
     imported = read_dataset(dataset, path)
@@ -387,6 +423,12 @@ def public_inputs(path: Path, walk: WalkConfig, max_gap_s: float | None, max_tra
     if board_partners:
         train_pairs = np.unique(np.concatenate([train_pairs, board_pairs(boards[train], rows[train],
                                                                          board_partners)]), axis=0)
+    history_latest, history_copies = history
+    history_examples = 0
+    if history_latest and history_copies:
+        queries = history_queries(users, rows, ts, labels, history_latest)
+        history_examples = len(queries)
+        train_pairs = np.concatenate([with_query_width(train_pairs, history_latest)] + [queries] * history_copies)
     split_pairs = {"valid": pairs[pair_labels == VALID], "test": pairs[pair_labels == TEST]}
     positive = PositivePairs(cap_pairs(train_pairs, max_train_pairs, seed=0), split_pairs["valid"])
     gap = "no gap limit" if max_gap_s is None else f"gap <= {max_gap_s / DAY_S:g} days"
@@ -407,6 +449,8 @@ def public_inputs(path: Path, walk: WalkConfig, max_gap_s: float | None, max_tra
         "feature_dim": int(features.shape[1]),
         "pairs": {"train_available": len(train_pairs), "train_next_save": next_pairs,
                   "day_partners": day_partners, "ppr_positives": ppr_positives, "board_partners": board_partners,
+                  "history_queries": {"latest": history_latest, "copies": history_copies,
+                                      "examples": history_examples},
                   "train_used": len(positive.train),
                   "valid": len(split_pairs["valid"]), "test": len(split_pairs["test"]), "gap": gap},
     }
@@ -518,7 +562,7 @@ def hetrec_inputs(args: argparse.Namespace) -> tuple[Inputs, EvaluationData]:
     max_gap_s = None if args.max_gap_days <= 0 else args.max_gap_days * DAY_S
     return public_inputs(Path(args.hetrec_path), walk_config(args), max_gap_s, args.max_train_pairs,
                          day_partners=args.day_partners, ppr_positives=args.ppr_positives,
-                         board_partners=args.board_partners,
+                         board_partners=args.board_partners, history=(args.history_queries, args.history_copies),
                          text_dim=args.text_dim, weight_power=args.weight_power)
 
 
@@ -692,6 +736,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--board-partners", type=int, default=4,
                         help="add to the training pairs each (board, pin)'s N board partners (board_pairs; 0: none; "
                              "4 chosen on VALID, docs/PINSAGE.md)")
+    parser.add_argument("--history-queries", type=int, default=0, metavar="H",
+                        help="add the user task as training examples, queried by the latest H pins (0: off)")
+    parser.add_argument("--history-copies", type=int, default=1,
+                        help="copies of each --history-queries example among the training examples")
     parser.add_argument("--max-train-pairs", type=int, default=0, help="seeded sample of training pairs (0: all)")
     parser.add_argument("--ppr-steps", type=int, default=5_000)
     parser.add_argument("--num-neighbors", type=int, default=50)

@@ -272,7 +272,11 @@ def load_pin_graph(
 
 @dataclass(frozen=True)
 class PositivePairs:
-    """Training and validation pairs as rows of a ``PinGraph``: (N, 2) int64 [query, positive]."""
+    """Training and validation pairs as rows of a ``PinGraph``: (N, 2) int64 [query, positive].
+
+    ``train`` may also be (N, H + 1): examples whose query is a set of up to H pins (newest first, -1 padding
+    after the first; a pair is [query, -1, ..., positive]), trained against the normalized mean of the set's
+    embeddings (``training.batch_loss``); ``valid`` stays pairs."""
 
     train: np.ndarray
     valid: np.ndarray

@@ -142,7 +142,9 @@ class Batch:
         x: (N_0, in_dim) features of the computation graph's input nodes.
         ids: (N_0,) those nodes' pin rows (for a model's id vectors).
         blocks: per layer, ``BlockArrays.to_tensors()`` (input side first).
-        query, positive: (B,) positions of each pair's pins.
+        query: (B, H) positions of each example's query pins (0 where ``query_mask`` is False); H = 1 for pairs.
+        query_mask: (B, H) which query slots are filled (the first always is).
+        positive: (B,) positions of each example's positive.
         negative: (S,) positions of the shared negatives.
         negative_mask: (B, S) False where a shared negative is the query or its positive.
         hard: (B, K) positions of each query's hard negatives (0 where empty).
@@ -155,6 +157,7 @@ class Batch:
     ids: Tensor
     blocks: list[dict[str, Tensor]]
     query: Tensor
+    query_mask: Tensor
     positive: Tensor
     negative: Tensor
     negative_mask: Tensor
@@ -181,7 +184,8 @@ class TrainingBatches(Dataset):
 
     Args:
         graph: features, neighborhoods and hard-negative pools.
-        pairs: (N, 2) training pairs [query row, positive row].
+        pairs: (N, 2) training pairs [query row, positive row], or (N, H + 1) examples whose query is a set of
+            pins: H query rows (newest first, -1 padding after the first) then the positive row (``PositivePairs``).
         epoch: 1-based epoch (sets the order and the number of hard negatives).
         options: batch size, negatives, curriculum.
         num_layers, pooling: the model's (for the computation graphs).
@@ -196,7 +200,7 @@ class TrainingBatches(Dataset):
         self.order = np.random.default_rng([options.seed, epoch]).permutation(len(pairs))
         self.num_hard = hard_negatives_for_epoch(epoch, options.hard_negative_cap)
         # logQ of the softmax: expected count of a pin among a batch's positives / uniform negatives.
-        counts = np.bincount(pairs[:, 1], minlength=graph.num_pins).astype(np.float64)
+        counts = np.bincount(pairs[:, -1], minlength=graph.num_pins).astype(np.float64)
         self.log_q_positive = np.log(np.maximum(options.batch_size * counts / len(pairs), 1e-12))
         self.log_q_negative = math.log(options.num_shared_negatives / graph.num_pins)
 
@@ -207,31 +211,45 @@ class TrainingBatches(Dataset):
         b = self.start_batch + index
         opts = self.options
         rng = np.random.default_rng([opts.seed, self.epoch, b])
-        chosen = self.pairs[self.order[b * opts.batch_size:(b + 1) * opts.batch_size]]
-        q, p = chosen[:, 0].astype(np.int64), chosen[:, 1].astype(np.int64)
-        num_pairs = len(q)
+        chosen = self.pairs[self.order[b * opts.batch_size:(b + 1) * opts.batch_size]].astype(np.int64)
+        query_rows, p = chosen[:, :-1], chosen[:, -1]
+        q = query_rows[:, 0]  # the newest query pin: its hard negatives
+        query_mask = query_rows >= 0
+        num_pairs, num_query_pins = len(q), int(query_mask.sum())
         neg = rng.integers(0, self.graph.num_pins, opts.num_shared_negatives)
         hard = sample_hard_negatives(rng, q, self.graph.hard_negatives, self.num_hard)  # (B, K)
         hard[(hard == p[:, None]) | (hard == q[:, None])] = -1
         hard_mask = hard >= 0
-        targets, inverse = np.unique(np.concatenate([q, p, neg, hard[hard_mask]]), return_inverse=True)
+        targets, inverse = np.unique(np.concatenate([query_rows[query_mask], p, neg, hard[hard_mask]]),
+                                     return_inverse=True)
+        query_pos = np.zeros(query_rows.shape, dtype=np.int64)
+        query_pos[query_mask] = inverse[:num_query_pins]
         hard_pos = np.zeros(hard.shape, dtype=np.int64)
-        hard_pos[hard_mask] = inverse[2 * num_pairs + len(neg):]
+        hard_pos[hard_mask] = inverse[num_query_pins + num_pairs + len(neg):]
         input_rows, blocks = build_blocks(targets, self.graph.neighbors, self.graph.weights,
                                           self.num_layers, self.pooling)
+
+        def not_a_query_or_positive(pins: np.ndarray) -> np.ndarray:  # (B, len(pins))
+            hit = pins[None, :] == p[:, None]
+            for h in range(query_rows.shape[1]):
+                hit |= pins[None, :] == query_rows[:, h:h + 1]
+            return ~hit
+
         candidates = np.concatenate([p, neg])
-        candidate_mask = (candidates[None, :] != p[:, None]) & (candidates[None, :] != q[:, None])
+        candidate_mask = not_a_query_or_positive(candidates)
         candidate_mask[np.arange(num_pairs), np.arange(num_pairs)] = True  # each query's own positive
         log_q = np.concatenate([self.log_q_positive[p], np.full(len(neg), self.log_q_negative)])
         t = torch.from_numpy
+        first = num_query_pins
         return Batch(
             x=t(self.graph.features[input_rows]),
             ids=t(input_rows.astype(np.int64)),
             blocks=[blk.to_tensors() for blk in blocks],
-            query=t(inverse[:num_pairs]),
-            positive=t(inverse[num_pairs:2 * num_pairs]),
-            negative=t(inverse[2 * num_pairs:2 * num_pairs + len(neg)]),
-            negative_mask=t((neg[None, :] != q[:, None]) & (neg[None, :] != p[:, None])),
+            query=t(query_pos),
+            query_mask=t(query_mask),
+            positive=t(inverse[first:first + num_pairs]),
+            negative=t(inverse[first + num_pairs:first + num_pairs + len(neg)]),
+            negative_mask=t(not_a_query_or_positive(neg)),
             hard=t(hard_pos),
             hard_mask=t(hard_mask),
             log_q=t(log_q.astype(np.float32)),
@@ -252,7 +270,12 @@ def batch_loss(model: PinSage, batch: Batch, options: TrainingOptions, device: t
         z = model(batch.x.to(device, non_blocking=True), blocks, batch.ids.to(device, non_blocking=True))
     z = z.float()
     d = lambda t: t.to(device, non_blocking=True)  # noqa: E731
-    query, positive = z[d(batch.query)], z[d(batch.positive)]
+    positive = z[d(batch.positive)]
+    if batch.query.shape[1] == 1:
+        query = z[d(batch.query[:, 0])]
+    else:  # a set of pins: their mean, normalized (the user task's `sum` over the latest pins)
+        mask = d(batch.query_mask).unsqueeze(-1).to(z.dtype)
+        query = torch.nn.functional.normalize((z[d(batch.query)] * mask).sum(1), dim=-1)
     if options.loss == "sampled_softmax":
         candidates = torch.cat([positive, z[d(batch.negative)]])
         index = torch.arange(batch.num_pairs, device=device)

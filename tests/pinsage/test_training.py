@@ -48,10 +48,10 @@ def test_batches_hold_pairs_negatives_and_the_epochs_hard_negatives(inputs):
     assert len(batches) == 7  # ceil(200 / 32)
     batch = batches[0]
     num_targets = batch.blocks[-1]["sizes"][1].item()
-    assert batch.query.shape == (32,) and batch.negative.shape == (16,)
+    assert batch.query.shape == (32, 1) and batch.negative.shape == (16,)
     assert batch.hard.shape == (32, 2)  # epoch 3: two hard negatives per query (the cap)
     assert int(batch.query.max()) < num_targets and batch.x.shape[0] == batch.blocks[0]["sizes"][0].item()
-    assert batches[6].query.shape == (200 - 6 * 32,)
+    assert batches[6].query.shape == (200 - 6 * 32, 1)
     again = TrainingBatches(graph, pairs.train, 3, OPTIONS, 2, "importance")[0]
     assert torch.equal(batch.x, again.x) and torch.equal(batch.hard, again.hard)  # a pure function of (seed, epoch, b)
 
