@@ -11,9 +11,10 @@ import pytest
 
 from bench.pinsage_quality import (DEFAULT_ABLATIONS, PAIRED, PRIMARY, Inputs, Variant, ablation_list,
                                    ablation_variants, bench_synthetic, board_pairs, build_parser, cap_pairs,
-                                   format_paired, next_save_pairs, paired_differences, ppr_pairs, public_inputs,
-                                   record_name, same_day_pairs, sharpen, shared_options, train_and_embed,
-                                   train_graph, training_options, weight_concentration)
+                                   format_paired, history_queries, next_save_pairs, paired_differences, ppr_pairs,
+                                   public_inputs, record_name, same_day_pairs, sharpen, shared_options,
+                                   train_and_embed, train_graph, training_options, weight_concentration,
+                                   with_query_width)
 from embeddings.data.engagement import TEST, TRAIN, VALID
 from embeddings.eval.metrics import RankingMetrics
 from embeddings.graph.walks import WalkConfig
@@ -93,6 +94,33 @@ def test_public_inputs_add_board_partners_to_the_training_pairs_only(tmp_path) -
     assert {tuple(p) for p in plain.pairs.train.tolist()} <= {tuple(p) for p in boards.pairs.train.tolist()}
     np.testing.assert_array_equal(with_boards.pairs["valid"], data.pairs["valid"])
     np.testing.assert_array_equal(with_boards.pairs["test"], data.pairs["test"])
+
+
+def test_history_queries_ask_for_each_new_pin_from_the_users_latest_distinct_pins() -> None:
+    # user 0 saves 5, 6, 5 again, 7 in TRAIN, then 8 in VALID; user 1 saves 3 then 4; user 2 saves 9 once
+    users = np.array([0, 0, 0, 0, 0, 1, 1, 2])
+    items = np.array([5, 6, 5, 7, 8, 3, 4, 9])
+    ts = _ts([0, 1, 2, 3, 4, 0, 1, 0])
+    labels = np.array([TRAIN] * 4 + [VALID] + [TRAIN] * 3, dtype=np.int8)
+    two = history_queries(users, items, ts, labels, num_latest=2)
+    # 6 from [5]; 5 again is no new pin, but makes 5 the newest; 7 from [5, 6]; 8 is VALID; 4 from [3]
+    assert two.tolist() == [[5, -1, 6], [5, 6, 7], [3, -1, 4]]
+    assert history_queries(users, items, ts, labels, num_latest=1).tolist() == [[5, 6], [5, 7], [3, 4]]
+    assert with_query_width(np.array([[1, 2], [3, 4]]), 3).tolist() == [[1, -1, -1, 2], [3, -1, -1, 4]]
+
+
+def test_public_inputs_add_history_queries_to_the_training_examples_only(tmp_path) -> None:
+    source = write_hetrec(tmp_path / "hetrec")
+    walk = WalkConfig(num_steps=50, top_t=2, band=(1, 2), num_band_samples=1)
+    plain, data = public_inputs(source, walk, None, 0)
+    histories, with_histories = public_inputs(source, walk, None, 0, history=(3, 2))
+    stats = histories.stats["pairs"]["history_queries"]
+    assert stats["latest"] == 3 and stats["copies"] == 2 and stats["examples"] > 0
+    train = histories.pairs.train
+    assert train.shape == (len(plain.pairs.train) + 2 * stats["examples"], 4)
+    np.testing.assert_array_equal(train[:len(plain.pairs.train)], with_query_width(plain.pairs.train, 3))
+    np.testing.assert_array_equal(histories.pairs.valid, plain.pairs.valid)
+    np.testing.assert_array_equal(with_histories.pairs["test"], data.pairs["test"])
 
 
 def test_the_parser_sets_the_softmax_temperature_and_learning_rate() -> None:

@@ -9,10 +9,12 @@ import pytest
 import torch
 
 from embeddings.pinsage.data import PositivePairs
+from embeddings.pinsage.inference import embed_all
 from embeddings.pinsage.model import PinSageConfig, build_model
 from embeddings.pinsage.training import (
     TrainingBatches,
     TrainingOptions,
+    batch_loss,
     rank_positives,
     resolve_device,
     train,
@@ -54,6 +56,50 @@ def test_batches_hold_pairs_negatives_and_the_epochs_hard_negatives(inputs):
     assert batches[6].query.shape == (200 - 6 * 32, 1)
     again = TrainingBatches(graph, pairs.train, 3, OPTIONS, 2, "importance")[0]
     assert torch.equal(batch.x, again.x) and torch.equal(batch.hard, again.hard)  # a pure function of (seed, epoch, b)
+
+
+def _padded(pairs, width):
+    return np.concatenate([pairs[:, :1], np.full((len(pairs), width - 1), -1), pairs[:, 1:]], axis=1)
+
+
+@pytest.mark.parametrize("loss", ["sampled_softmax", "max_margin"])
+def test_pairs_padded_to_a_set_query_give_the_same_batches_and_loss(inputs, loss):
+    graph, pairs = inputs
+    options = dataclasses.replace(OPTIONS, loss=loss)
+    plain = TrainingBatches(graph, pairs.train, 3, options, 2, "importance")[0]
+    padded = TrainingBatches(graph, _padded(pairs.train, 3), 3, options, 2, "importance")[0]
+    assert padded.query.shape == (32, 3) and padded.query_mask[:, 0].all() and not padded.query_mask[:, 1:].any()
+    assert torch.equal(plain.x, padded.x) and torch.equal(plain.query[:, 0], padded.query[:, 0])
+    assert torch.equal(plain.candidate_mask, padded.candidate_mask)
+    model = _model()
+    torch.testing.assert_close(batch_loss(model, padded, options, torch.device("cpu")),
+                               batch_loss(model, plain, options, torch.device("cpu")))
+
+
+def test_a_set_query_is_the_normalized_mean_of_its_pins_and_masks_them_as_candidates(inputs):
+    graph, pairs = inputs
+    options = dataclasses.replace(OPTIONS, loss="sampled_softmax")
+    examples = _padded(pairs.train, 3)
+    examples[:, 1], examples[:, 2] = (examples[:, 0] + 1) % graph.num_pins, (examples[:, 0] + 2) % graph.num_pins
+    examples[1::2, 2] = -1  # every other query has two pins
+    batches = TrainingBatches(graph, examples, 1, options, 2, "importance")
+    batch, chosen = batches[0], examples[batches.order[:32]]
+    assert batch.query_mask.sum(1).tolist() == (chosen[:, :3] >= 0).sum(1).tolist()
+    neg = np.random.default_rng([options.seed, 1, 0]).integers(0, graph.num_pins, options.num_shared_negatives)
+    candidates = np.concatenate([chosen[:, 3], neg])
+    for b in range(32):  # a candidate that is one of the query's pins or its positive is masked, but its own
+        hit = np.isin(candidates, chosen[b, :3]) | (candidates == chosen[b, 3])
+        hit[b] = False
+        assert (batch.candidate_mask[b].numpy() == ~hit).all()
+    # the loss, recomputed from every pin's embedding: the query is the normalized mean of its pins' vectors
+    model = _model()
+    z = torch.from_numpy(embed_all(model, graph.features, graph.neighbors, graph.weights))
+    query = torch.stack([z[torch.from_numpy(row[row >= 0])].sum(0) for row in chosen[:, :3]])
+    query = query / query.norm(dim=1, keepdim=True)
+    logits = query @ z[torch.from_numpy(candidates)].T / options.temperature - batch.log_q[None, :]
+    logits = logits.masked_fill(~batch.candidate_mask, float("-inf"))
+    expected = torch.nn.functional.cross_entropy(logits, torch.arange(32))
+    torch.testing.assert_close(batch_loss(model, batch, options, torch.device("cpu")), expected, atol=1e-5, rtol=1e-5)
 
 
 def test_curriculum_is_recorded_per_epoch_and_switches_off(inputs):
