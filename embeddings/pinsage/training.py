@@ -146,7 +146,7 @@ class Batch:
         query_mask: (B, H) which query slots are filled (the first always is).
         positive: (B,) positions of each example's positive.
         negative: (S,) positions of the shared negatives.
-        negative_mask: (B, S) False where a shared negative is the query or its positive.
+        negative_mask: (B, S) False where a shared negative is one of the query's pins or its positive.
         hard: (B, K) positions of each query's hard negatives (0 where empty).
         hard_mask: (B, K) which hard slots are filled.
         log_q: (B + S,) log expected count of each softmax candidate (positives, then negatives).
