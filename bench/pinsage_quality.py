@@ -16,6 +16,8 @@ two different artists at most ``--max-gap-days`` apart, labelled by the slice of
 follow ``engagement.time_order``, a hash of (user, pin), not artist ids). The training pairs add each TRAIN
 save's ``--day-partners`` same-day partners (default 4, chosen on VALID) and each TRAIN (board, pin)'s
 ``--board-partners`` board partners (default 4, chosen on VALID); the held-out pairs do not.
+``--history-queries H`` (off by default; tried on VALID, not adopted) adds the user task itself as examples: the
+user's latest H pins as one set query, the next new pin as its positive (``history_queries``).
 PinSage trains on TRAIN pairs, early-stops on VALID pairs; every method (PinSage, its ablations, content
 features alone, item-kNN, Pixie, popularity) is evaluated by ``embeddings.pinsage.evaluation.Evaluator``,
 its settings tuned on VALID only and TEST scored once.
@@ -30,7 +32,8 @@ docs/BENCHMARKS.md (``bench.common.record``), with the speed figures of bench/re
 (measured by bench/pinsage_speed.py, copied, not re-run). A run that leaves out one of the default
 ablations (``--ablations``) is recorded as ``pinsage_ablations_<names>`` instead, so it never replaces
 the full table; a run from a later seed (``--first-seed S``) adds ``_seedS``, one with learned id vectors
-(``--id-dim N``) ``_idN``. ``bench/pinsage_seeds.py`` pools the per-seed figures of several records.
+(``--id-dim N``) ``_idN``, one with history queries (``--history-queries H --history-copies C``) ``_historyHxC``.
+``bench/pinsage_seeds.py`` pools the per-seed figures of several records.
 
 With ``--workdir`` every training keeps its checkpoint there and a rerun resumes from it: a finished training
 is only embedded again, an interrupted one continues from its last epoch, and one with other settings or
@@ -692,12 +695,14 @@ def bars(hetrec: dict, syn: dict) -> dict[str, bool]:
 
 
 def record_name(args: argparse.Namespace) -> str:
-    """``pinsage`` for the full table; a run without some default ablation, from a later seed or with id vectors
-    gets its own name (``pinsage_ablations_<names>[_seed<S>][_id<N>]``), so it never replaces the full table."""
+    """``pinsage`` for the full table; a run without some default ablation, from a later seed, with id vectors or
+    with history queries gets its own name (``pinsage_ablations_<names>[_seed<S>][_id<N>][_history<H>x<C>]``), so
+    it never replaces the full table."""
     partial = not set(DEFAULT_ABLATIONS) <= set(args.ablations)
     name = "pinsage_ablations_" + ("_".join(args.ablations) or "none") if partial else "pinsage"
     name += f"_seed{args.first_seed}" if args.first_seed else ""
-    return name + (f"_id{args.id_dim}" if args.id_dim else "")
+    name += f"_id{args.id_dim}" if args.id_dim else ""
+    return name + (f"_history{args.history_queries}x{args.history_copies}" if args.history_queries else "")
 
 
 def build_parser() -> argparse.ArgumentParser:

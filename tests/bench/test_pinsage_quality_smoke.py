@@ -265,6 +265,7 @@ def test_a_later_seed_or_id_vectors_record_under_their_own_name() -> None:
         "pinsage_ablations_mean_seed2"
     assert record_name(parse("--ablations", "none", "--id-dim", "64")) == "pinsage_ablations_none_id64"
     assert record_name(parse("--first-seed", "3")) == "pinsage_seed3"
+    assert record_name(parse("--history-queries", "10", "--history-copies", "4")) == "pinsage_history10x4"
 
 
 def test_ablation_list_parses_in_table_order_and_rejects_unknown_names() -> None:
