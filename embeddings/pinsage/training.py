@@ -270,12 +270,12 @@ def batch_loss(model: PinSage, batch: Batch, options: TrainingOptions, device: t
         z = model(batch.x.to(device, non_blocking=True), blocks, batch.ids.to(device, non_blocking=True))
     z = z.float()
     d = lambda t: t.to(device, non_blocking=True)  # noqa: E731
-    positive = z[d(batch.positive)]
-    if batch.query.shape[1] == 1:
-        query = z[d(batch.query[:, 0])]
+    if batch.query.shape[1] == 1:  # pairs (the query before the positive: autograd sums in that order)
+        query = z[d(batch.query.view(-1))]
     else:  # a set of pins: their mean, normalized (the user task's `sum` over the latest pins)
         mask = d(batch.query_mask).unsqueeze(-1).to(z.dtype)
         query = torch.nn.functional.normalize((z[d(batch.query)] * mask).sum(1), dim=-1)
+    positive = z[d(batch.positive)]
     if options.loss == "sampled_softmax":
         candidates = torch.cat([positive, z[d(batch.negative)]])
         index = torch.arange(batch.num_pairs, device=device)
