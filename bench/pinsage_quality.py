@@ -76,7 +76,9 @@ from embeddings.data.importers import read_dataset  # noqa: E402
 from embeddings.eval.bootstrap import paired_bootstrap, paired_values  # noqa: E402
 from embeddings.graph.csr import BipartiteCSR  # noqa: E402
 from embeddings.graph.walks import WalkConfig, ppr_neighborhoods  # noqa: E402
-from embeddings.pinsage.data import PinGraph, PositivePairs, positive_pairs, rows_of  # noqa: E402
+from embeddings.pinsage.data import (  # noqa: E402
+    PinGraph, PositivePairs, positive_pairs, rows_of, with_query_width,
+)
 from embeddings.pinsage.evaluation import (  # noqa: E402
     ITEM_TASK,
     KNN_NEIGHBORS,
@@ -307,12 +309,6 @@ def history_queries(users: np.ndarray, items: np.ndarray, ts: np.ndarray, labels
         latest.pop(pin, None)
         latest[pin] = None
     return np.asarray(out, dtype=np.int64).reshape(-1, num_latest + 1)
-
-
-def with_query_width(pairs: np.ndarray, width: int) -> np.ndarray:
-    """(N, 2) pairs as (N, width + 1) examples [query, -1 ..., positive] (``PositivePairs``)."""
-    padding = np.full((len(pairs), width - 1), -1, dtype=np.int64)
-    return np.concatenate([pairs[:, :1], padding, pairs[:, 1:]], axis=1)
 
 
 def ppr_pairs(neighbors: np.ndarray, positives: int) -> np.ndarray:

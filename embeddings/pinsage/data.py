@@ -283,6 +283,12 @@ class PositivePairs:
     stats: dict[str, int] = field(default_factory=dict)
 
 
+def with_query_width(pairs: np.ndarray, width: int) -> np.ndarray:
+    """(N, 2) pairs as (N, width + 1) set-query examples [query, -1 ..., positive] (``PositivePairs``)."""
+    padding = np.full((len(pairs), width - 1), -1, dtype=np.int64)
+    return np.concatenate([pairs[:, :1], padding, pairs[:, 1:]], axis=1)
+
+
 def engagement_pairs(
     events: pa.Table, pin_ids: np.ndarray, split: TimeSplit, max_gap_s: float
 ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:

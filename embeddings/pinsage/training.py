@@ -240,15 +240,14 @@ class TrainingBatches(Dataset):
         candidate_mask[np.arange(num_pairs), np.arange(num_pairs)] = True  # each query's own positive
         log_q = np.concatenate([self.log_q_positive[p], np.full(len(neg), self.log_q_negative)])
         t = torch.from_numpy
-        first = num_query_pins
         return Batch(
             x=t(self.graph.features[input_rows]),
             ids=t(input_rows.astype(np.int64)),
             blocks=[blk.to_tensors() for blk in blocks],
             query=t(query_pos),
             query_mask=t(query_mask),
-            positive=t(inverse[first:first + num_pairs]),
-            negative=t(inverse[first + num_pairs:first + num_pairs + len(neg)]),
+            positive=t(inverse[num_query_pins:num_query_pins + num_pairs]),
+            negative=t(inverse[num_query_pins + num_pairs:num_query_pins + num_pairs + len(neg)]),
             negative_mask=t(not_a_query_or_positive(neg)),
             hard=t(hard_pos),
             hard_mask=t(hard_mask),

@@ -13,12 +13,11 @@ from bench.pinsage_quality import (DEFAULT_ABLATIONS, PAIRED, PRIMARY, Inputs, V
                                    ablation_variants, bench_synthetic, board_pairs, build_parser, cap_pairs,
                                    format_paired, history_queries, next_save_pairs, paired_differences, ppr_pairs,
                                    public_inputs, record_name, same_day_pairs, sharpen, shared_options,
-                                   train_and_embed, train_graph, training_options, weight_concentration,
-                                   with_query_width)
+                                   train_and_embed, train_graph, training_options, weight_concentration)
 from embeddings.data.engagement import TEST, TRAIN, VALID
 from embeddings.eval.metrics import RankingMetrics
 from embeddings.graph.walks import WalkConfig
-from embeddings.pinsage.data import PinGraph, PositivePairs
+from embeddings.pinsage.data import PinGraph, PositivePairs, with_query_width
 from embeddings.pinsage.evaluation import ITEM_TASK, USER_TASK, MethodResult
 from embeddings.pinsage.training import TrainingOptions
 from tests.data.test_importers import write_hetrec

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from embeddings.pinsage.data import PositivePairs
+from embeddings.pinsage.data import PositivePairs, with_query_width
 from embeddings.pinsage.inference import embed_all
 from embeddings.pinsage.model import PinSageConfig, build_model
 from embeddings.pinsage.training import (
@@ -58,16 +58,12 @@ def test_batches_hold_pairs_negatives_and_the_epochs_hard_negatives(inputs):
     assert torch.equal(batch.x, again.x) and torch.equal(batch.hard, again.hard)  # a pure function of (seed, epoch, b)
 
 
-def _padded(pairs, width):
-    return np.concatenate([pairs[:, :1], np.full((len(pairs), width - 1), -1), pairs[:, 1:]], axis=1)
-
-
 @pytest.mark.parametrize("loss", ["sampled_softmax", "max_margin"])
 def test_pairs_padded_to_a_set_query_give_the_same_batches_and_loss(inputs, loss):
     graph, pairs = inputs
     options = dataclasses.replace(OPTIONS, loss=loss)
     plain = TrainingBatches(graph, pairs.train, 3, options, 2, "importance")[0]
-    padded = TrainingBatches(graph, _padded(pairs.train, 3), 3, options, 2, "importance")[0]
+    padded = TrainingBatches(graph, with_query_width(pairs.train, 3), 3, options, 2, "importance")[0]
     assert padded.query.shape == (32, 3) and padded.query_mask[:, 0].all() and not padded.query_mask[:, 1:].any()
     assert torch.equal(plain.x, padded.x) and torch.equal(plain.query[:, 0], padded.query[:, 0])
     assert torch.equal(plain.candidate_mask, padded.candidate_mask)
@@ -79,7 +75,7 @@ def test_pairs_padded_to_a_set_query_give_the_same_batches_and_loss(inputs, loss
 def test_a_set_query_is_the_normalized_mean_of_its_pins_and_masks_them_as_candidates(inputs):
     graph, pairs = inputs
     options = dataclasses.replace(OPTIONS, loss="sampled_softmax")
-    examples = _padded(pairs.train, 3)
+    examples = with_query_width(pairs.train, 3)
     examples[:, 1], examples[:, 2] = (examples[:, 0] + 1) % graph.num_pins, (examples[:, 0] + 2) % graph.num_pins
     examples[1::2, 2] = -1  # every other query has two pins
     batches = TrainingBatches(graph, examples, 1, options, 2, "importance")
