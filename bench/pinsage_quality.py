@@ -543,7 +543,7 @@ def training_options(args: argparse.Namespace) -> TrainingOptions:
     ~30 hits, too noisy to stop on)."""
     return TrainingOptions(num_epochs=args.epochs, patience=args.patience, num_workers=1, log_every_s=30.0,
                            num_valid_pairs=args.valid_pairs, temperature=args.temperature,
-                           learning_rate=args.learning_rate)
+                           learning_rate=args.learning_rate, weight_decay=args.weight_decay)
 
 
 # TrainingOptions fields that train_and_embed sets from the Variant and the seed
@@ -723,6 +723,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the sampled softmax's temperature (TrainingOptions' default)")
     parser.add_argument("--learning-rate", type=float, default=TrainingOptions.learning_rate,
                         help="Adam's learning rate (TrainingOptions' default)")
+    parser.add_argument("--weight-decay", type=float, default=TrainingOptions.weight_decay,
+                        help="Adam's weight decay, an L2 term in the gradient (TrainingOptions' default: none)")
     parser.add_argument("--ablation-seeds", type=int, default=3,
                         help="seeds of the mean-pooling ablation (the bar compares it on these seeds)")
     parser.add_argument("--ablations", type=ablation_list, default=DEFAULT_ABLATIONS,
