@@ -38,7 +38,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
@@ -47,6 +46,7 @@ from bench.pinsage_quality import (  # noqa: E402
     ablation_variants,
     build_parser,
     hetrec_inputs,
+    set_threads,
     train_and_embed,
     training_options,
 )
@@ -203,7 +203,7 @@ def main(argv: list[str]) -> None:
     else:
         parser.error(f"--variant {args.variant!r} is not a row of the ablation table: {sorted(rows)}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    torch.set_num_threads(args.threads)
+    set_threads(args, args.threads)
     inputs, data = hetrec_inputs(args)
     evaluator = Evaluator(data)
     if args.vectors.exists():
