@@ -559,17 +559,13 @@ def shared_options(options: TrainingOptions) -> dict:
 def set_threads(args: argparse.Namespace, threads: int) -> None:
     """torch's thread count; with ``--weight-decay``, subnormal floats flushed to zero in every torch thread first.
 
-    Adam's L2 term keeps the weights of ReLU units that no longer fire oscillating in the subnormal range (under
-    1.2e-38), and arithmetic on subnormals slowed a HetRec training 6x by its third epoch (1,100 -> 184 pairs/s,
-    2026-12-07). torch's switch sets the calling thread only; its intra-op threads copy it when they start, so it
-    must come before the first parallel op, and a check confirms it took."""
+    Adam's L2 term keeps the weights of ReLU units that no longer fire in the subnormal range (under 1.2e-38); a
+    HetRec training without the flush slowed from 1,100 to 184 pairs/s by its third epoch (2026-12-07).
+    torch's switch sets the calling thread only, and its intra-op threads copy it when they start, so it comes
+    before the first parallel op (``train`` warns if it did not take)."""
     if args.weight_decay > 0:
         torch.set_flush_denormal(True)
     torch.set_num_threads(threads)
-    if args.weight_decay > 0:
-        probe = torch.full((1 << 20,), 1e-30) * 1e-10  # subnormal in float32, split across the threads
-        if torch.count_nonzero(probe):
-            log.warning("subnormal floats are not flushed in every torch thread: weight decay may train slowly")
 
 
 def hetrec_inputs(args: argparse.Namespace) -> tuple[Inputs, EvaluationData]:

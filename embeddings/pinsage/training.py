@@ -70,7 +70,11 @@ class TrainingOptions:
         temperature: softmax temperature of ``sampled_softmax``.
         use_hard_negatives: the ablation switch for the hard-negative curriculum.
         max_hard_negatives: the curriculum's cap on hard negatives per query.
-        learning_rate, weight_decay: Adam's.
+        learning_rate, weight_decay: Adam's (``weight_decay`` is its L2 term in the gradient). On CPU, train with
+            weight decay only where subnormal floats are flushed to zero in every torch thread (``torch.
+            set_flush_denormal(True)`` before the first parallel op, as bench/pinsage_quality.py does): the L2 term
+            keeps the weights of units that no longer fire in the subnormal range, and a matmul over weights 12%
+            subnormal ran over 100x slower. ``train`` warns when they are not flushed.
         num_epochs: the most epochs to train.
         patience: stop after this many epochs without a better validation hit-rate.
         num_valid_pairs: validation pairs scored each epoch (a fixed sample; on HetRec 1,000 pairs gave ~30
@@ -385,6 +389,13 @@ def resolve_device(device: str) -> torch.device:
     return resolved
 
 
+def subnormals_flushed() -> bool:
+    """Whether float arithmetic flushes subnormal results to zero on every torch CPU thread (a probe: torch has
+    no getter, and its switch sets the calling thread only; intra-op threads copy it when they start)."""
+    probe = torch.full((1 << 20,), 1e-30) * 1e-10  # subnormal in float32, split across the threads
+    return not bool(torch.count_nonzero(probe))
+
+
 def data_fingerprint(graph: PinGraph, pairs: PositivePairs) -> str:
     """A short hash of the training data's shape and pairs (a checkpoint only resumes on the same data)."""
     h = hashlib.sha256()
@@ -475,6 +486,9 @@ def train(
     if len(pairs.train) == 0 or len(pairs.valid) == 0:
         raise ValueError(f"train needs training and validation pairs, got {len(pairs.train)} and {len(pairs.valid)}")
     device = torch.device(device)
+    if options.weight_decay > 0 and device.type == "cpu" and not subnormals_flushed():
+        log.warning("weight decay on CPU without subnormal floats flushed to zero: steps may slow many times over "
+                    "(TrainingOptions.weight_decay)")
     torch.manual_seed(options.seed)
     model.load_state_dict(type(model)(model.config).state_dict())  # initialization from the seed alone
     model.to(device)

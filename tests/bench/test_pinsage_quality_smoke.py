@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -338,3 +341,18 @@ def test_paired_differences_refuse_results_over_other_queries() -> None:
     other = _result("b", {key: [0.0, 1.0] for key in PAIRED})
     with pytest.raises(ValueError, match="different queries|different evaluations"):
         paired_differences({PRIMARY: [_result("p", values)], "Pixie": [other]}, trained={PRIMARY})
+
+
+@pytest.mark.parametrize("weight_decay", ["0", "0.0001"])
+def test_weight_decay_runs_flush_subnormals_in_every_torch_thread(weight_decay: str) -> None:
+    """In a fresh process (torch's switch is process state): with --weight-decay a subnormal product is zero on
+    both threads' halves of a tensor; without it the bench leaves float arithmetic as torch has it."""
+    script = (
+        "import sys, torch\n"
+        "from bench.pinsage_quality import build_parser, set_threads\n"
+        f"set_threads(build_parser().parse_args(['--weight-decay', '{weight_decay}']), 2)\n"
+        "print(torch.get_num_threads(), int(torch.count_nonzero(torch.full((1 << 22,), 1e-30) * 1e-10)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[2]).stdout.split()
+    assert out == ["2", "0" if float(weight_decay) else str(1 << 22)]

@@ -17,6 +17,7 @@ from embeddings.pinsage.training import (
     batch_loss,
     rank_positives,
     resolve_device,
+    subnormals_flushed,
     train,
 )
 from tests.pinsage.tiny_data import one_torch_thread, planted, planted_graph, same_topic_pairs  # noqa: F401 (a fixture)
@@ -114,6 +115,25 @@ def test_training_lowers_the_loss_and_reports_speed(inputs):
     assert out.examples == 3 * 200 and out.steps == 3 * 7
     assert out.examples_per_s > 0 and 0 <= out.data_wait_share < 1
     assert {"valid_hit_rate@10", "valid_mrr", "valid_loss"} <= set(out.history[0])
+
+
+def test_weight_decay_on_cpu_warns_unless_subnormals_are_flushed(inputs, caplog):
+    """Adam's L2 term leaves dead units' weights subnormal, and arithmetic on them crawls unless flushed."""
+    graph, pairs = inputs
+    decayed = dataclasses.replace(OPTIONS, weight_decay=1e-4, max_steps=1)
+    assert not subnormals_flushed()  # torch's default
+    train(_model(), graph, pairs, dataclasses.replace(decayed, weight_decay=0.0))
+    assert "subnormal" not in caplog.text
+    train(_model(), graph, pairs, decayed)
+    assert "without subnormal floats flushed" in caplog.text
+    caplog.clear()
+    torch.set_flush_denormal(True)  # one torch thread here (the fixture): the switch covers all of it
+    try:
+        assert subnormals_flushed()
+        train(_model(), graph, pairs, decayed)
+    finally:
+        torch.set_flush_denormal(False)
+    assert "subnormal" not in caplog.text and not subnormals_flushed()
 
 
 def test_resume_from_a_checkpoint_reproduces_an_uninterrupted_run(inputs, tmp_path):
