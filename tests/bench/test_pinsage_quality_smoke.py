@@ -125,13 +125,15 @@ def test_public_inputs_add_history_queries_to_the_training_examples_only(tmp_pat
     np.testing.assert_array_equal(with_histories.pairs["test"], data.pairs["test"])
 
 
-def test_the_parser_sets_the_softmax_temperature_learning_rate_and_weight_decay() -> None:
+def test_the_parser_sets_the_softmax_temperature_learning_rate_weight_decay_and_negatives() -> None:
     defaults = training_options(build_parser().parse_args([]))
-    assert (defaults.temperature, defaults.learning_rate, defaults.weight_decay) == (
-        TrainingOptions.temperature, TrainingOptions.learning_rate, TrainingOptions.weight_decay)
+    assert (defaults.temperature, defaults.learning_rate, defaults.weight_decay, defaults.num_shared_negatives) == (
+        TrainingOptions.temperature, TrainingOptions.learning_rate, TrainingOptions.weight_decay,
+        TrainingOptions.num_shared_negatives)
     tuned = training_options(build_parser().parse_args(["--temperature", "0.02", "--learning-rate", "0.003",
-                                                        "--weight-decay", "0.0001"]))
-    assert (tuned.temperature, tuned.learning_rate, tuned.weight_decay) == (0.02, 0.003, 0.0001)
+                                                        "--weight-decay", "0.0001", "--shared-negatives", "2000"]))
+    assert (tuned.temperature, tuned.learning_rate, tuned.weight_decay, tuned.num_shared_negatives) == (
+        0.02, 0.003, 0.0001, 2000)
 
 
 def test_by_default_every_hetrec_training_runs_to_the_epoch_cap() -> None:
