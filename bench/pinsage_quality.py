@@ -544,7 +544,7 @@ def training_options(args: argparse.Namespace) -> TrainingOptions:
     return TrainingOptions(num_epochs=args.epochs, patience=args.patience, num_workers=1, log_every_s=30.0,
                            num_valid_pairs=args.valid_pairs, temperature=args.temperature,
                            learning_rate=args.learning_rate, weight_decay=args.weight_decay,
-                           num_shared_negatives=args.shared_negatives)
+                           num_shared_negatives=args.shared_negatives, batch_size=args.batch_size)
 
 
 # TrainingOptions fields that train_and_embed sets from the Variant and the seed
@@ -741,6 +741,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Adam's weight decay, an L2 term in the gradient (TrainingOptions' default: none)")
     parser.add_argument("--shared-negatives", type=int, default=TrainingOptions.num_shared_negatives,
                         help="uniform negatives shared by each minibatch (TrainingOptions' default, the paper's)")
+    parser.add_argument("--batch-size", type=int, default=TrainingOptions.batch_size,
+                        help="positive pairs per minibatch, each the others' negative (TrainingOptions' default)")
     parser.add_argument("--ablation-seeds", type=int, default=3,
                         help="seeds of the mean-pooling ablation (the bar compares it on these seeds)")
     parser.add_argument("--ablations", type=ablation_list, default=DEFAULT_ABLATIONS,
