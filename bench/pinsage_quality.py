@@ -378,7 +378,7 @@ def public_inputs(path: Path, walk: WalkConfig, max_gap_s: float | None, max_tra
                   dataset: str = "hetrec-lastfm", day_partners: int = 0,
                   ppr_positives: int = 0, text_dim: int = DEFAULT_TEXT_DIM,
                   weight_power: float = 1.0, board_partners: int = 0,
-                  history: tuple[int, int] = (0, 0)) -> tuple[Inputs, EvaluationData]:
+                  history: tuple[int, int] = (0, 0), development: bool = False) -> tuple[Inputs, EvaluationData]:
     """Import a public dataset (``importers.DATASETS``: HetRec Last.fm here, MovieLens too for
     bench/pinnerformer_quality.py), keep its positive engagements (HetRec's are all saves; MovieLens's are
     ratings >= 4), split them per user, build graph / neighborhoods / features / pairs from TRAIN.
@@ -387,7 +387,10 @@ def public_inputs(path: Path, walk: WalkConfig, max_gap_s: float | None, max_tra
     ``board_partners`` > 0 adds ``board_pairs`` of the TRAIN saves. ``history = (H, C)`` with H > 0 adds C
     copies of ``history_queries`` (latest H pins) to them, and the pairs become (N, H + 1) examples.
     ``text_dim`` is the width of the hashed pin text in the content features (``content_features``);
-    ``weight_power`` raises the PPR visit weights to that power (``sharpen``)."""
+    ``weight_power`` raises the PPR visit weights to that power (``sharpen``).
+    ``development`` builds the development split instead: the TEST saves are left out and the rest is split
+    per user again, so its TEST slice is exactly the VALID saves, scored with a history (dev-TRAIN + dev-VALID)
+    that holds pins off the graph as TEST's does, and nothing of TEST is read."""
     imported = read_dataset(dataset, path)
     events, pins = imported.events, imported.pins.sort_by("pin_id")
     events = events.filter(pa.array(positive_mask(events.column("action").to_numpy(zero_copy_only=False),
@@ -397,6 +400,11 @@ def public_inputs(path: Path, walk: WalkConfig, max_gap_s: float | None, max_tra
     event_pins = events.column("pin_id").to_numpy()
     ts = events.column("ts").to_numpy().astype("datetime64[us]")
     labels = split_per_user(user_ids, event_pins, ts)
+    if development:
+        kept = labels != TEST
+        events = events.filter(pa.array(kept))
+        user_ids, event_pins, ts = user_ids[kept], event_pins[kept], ts[kept]
+        labels = split_per_user(user_ids, event_pins, ts)
     rows = rows_of(pin_ids, event_pins)
     if (rows < 0).any():
         raise ValueError(f"{int((rows < 0).sum())} {dataset} saves name pins missing from the pins table")
@@ -431,10 +439,10 @@ def public_inputs(path: Path, walk: WalkConfig, max_gap_s: float | None, max_tra
     split_pairs = {"valid": pairs[pair_labels == VALID], "test": pairs[pair_labels == TEST]}
     positive = PositivePairs(cap_pairs(train_pairs, max_train_pairs, seed=0), split_pairs["valid"])
     gap = "no gap limit" if max_gap_s is None else f"gap <= {max_gap_s / DAY_S:g} days"
+    split = "development" if development else "per-user"
     data = EvaluationData(
         num_items=len(pin_ids), users=users, items=rows, ts=ts, labels=labels, pairs=split_pairs,
-        split={"valid": f"per-user split valid (item pairs: next save, {gap})",
-               "test": f"per-user split test (item pairs: next save, {gap})"},
+        split={name: f"{split} split {name} (item pairs: next save, {gap})" for name in ("valid", "test")},
         max_users=0,
     )
     stats = {
@@ -570,13 +578,13 @@ def set_threads(args: argparse.Namespace, threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def hetrec_inputs(args: argparse.Namespace) -> tuple[Inputs, EvaluationData]:
-    """HetRec Last.fm as the flags describe it (``public_inputs``)."""
+def hetrec_inputs(args: argparse.Namespace, development: bool = False) -> tuple[Inputs, EvaluationData]:
+    """HetRec Last.fm as the flags describe it (``public_inputs``; ``development``: its development split)."""
     max_gap_s = None if args.max_gap_days <= 0 else args.max_gap_days * DAY_S
     return public_inputs(Path(args.hetrec_path), walk_config(args), max_gap_s, args.max_train_pairs,
                          day_partners=args.day_partners, ppr_positives=args.ppr_positives,
                          board_partners=args.board_partners, history=(args.history_queries, args.history_copies),
-                         text_dim=args.text_dim, weight_power=args.weight_power)
+                         text_dim=args.text_dim, weight_power=args.weight_power, development=development)
 
 
 def bench_hetrec(args: argparse.Namespace, variants: Sequence[Variant], options: TrainingOptions,

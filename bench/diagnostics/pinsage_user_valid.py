@@ -26,6 +26,13 @@ features), with the share of cold pins in the method's top 10s.
 ``--versus-pixie N`` prints, per user setting, PinSage minus Pixie (latest N pins) on VALID: the mean per-user
 difference of HR@10 and NDCG@10 with its 95% paired bootstrap interval, each user's values averaged over the
 seeds given (``--vectors`` and ``--other-seeds``), as the bench pairs them on TEST.
+
+``--development-split`` trains and scores on the bench's development split instead (``public_inputs``: TEST's
+saves left out, the rest split per user again), whose TEST slice is VALID's saves with a history that holds
+pins off the graph, as TEST's histories do (VALID's never do); only then does ``--dev-test`` score that slice
+too. ``--graph-queries`` adds each PinSage, content and Pixie line with the query pins restricted to pins on the
+TRAIN graph (``latest_queries``), and prints PinSage's graph-query minus all-pin difference per setting with its
+95% paired bootstrap interval.
 """
 from __future__ import annotations
 
@@ -145,6 +152,18 @@ def segments(evaluator: Evaluator, scorer, result: RankingMetrics, slice_name: s
             "top10_cold_share": round(float((~warm_pin[listed]).mean()), 4)}
 
 
+def graph_minus_all(graph: dict[str, RankingMetrics], every: dict[str, RankingMetrics]) -> dict:
+    """Per slice: HR@10 and NDCG@10 with graph queries minus with all pins, 95% paired bootstrap over users."""
+    out = {}
+    for name, result in graph.items():
+        for metric in ("hr@10", "ndcg@10"):
+            a, b = paired_values(result, every[name], metric)
+            diff = paired_bootstrap(a, b, 2000, seed=0)
+            prefix = "valid" if name == "valid" else "dev_test"
+            out[f"{prefix}_{metric}"] = [round(diff.mean, 4), round(diff.ci_low, 4), round(diff.ci_high, 4)]
+    return out
+
+
 def versus_pixie(evaluator: Evaluator, seeds: list[np.ndarray], pixie, latest: int, settings: list) -> dict:
     """PinSage minus Pixie on VALID for each user setting: {setting: {metric: [diff, ci_low, ci_high]}}.
 
@@ -192,7 +211,16 @@ def main(argv: list[str]) -> None:
                         help="PinSage minus Pixie (latest N pins) on VALID per user setting, with a paired interval")
     parser.add_argument("--other-seeds", type=Path, nargs="*", default=[],
                         help="with --versus-pixie: .npy embeddings of further seeds, averaged per user with --vectors")
+    parser.add_argument("--development-split", action="store_true",
+                        help="train and score on the development split (no TEST save is read)")
+    parser.add_argument("--dev-test", action="store_true",
+                        help="with --development-split: score its TEST slice (VALID's saves) as well")
+    parser.add_argument("--graph-queries", action="store_true",
+                        help="also score with query pins restricted to the TRAIN graph's pins")
     args = parser.parse_args(argv)
+    if args.dev_test and not args.development_split:
+        parser.error("--dev-test scores the development split's TEST slice; it needs --development-split")
+    slices = ("valid", "test") if args.dev_test else ("valid",)
     # Every training is a row of the bench's ablation table, so its checkpoint is the one the bench resumes.
     rows = {v.name: v for v in ablation_variants(ABLATIONS, (args.seed,), 1, args.loss, args.num_neighbors)}
     if args.variant is None:  # the pooling's row with the bench's loss and every neighbor
@@ -204,7 +232,7 @@ def main(argv: list[str]) -> None:
         parser.error(f"--variant {args.variant!r} is not a row of the ablation table: {sorted(rows)}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     set_threads(args, args.threads)
-    inputs, data = hetrec_inputs(args)
+    inputs, data = hetrec_inputs(args, development=args.development_split)
     evaluator = Evaluator(data)
     if args.vectors.exists():
         vectors = np.load(args.vectors)
@@ -220,7 +248,8 @@ def main(argv: list[str]) -> None:
             if args.workdir is None:
                 checkpoints = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pinsage-user-valid-")))
             else:
-                checkpoints = args.workdir / "hetrec"  # bench/pinsage_quality.py's layout
+                # bench/pinsage_quality.py's layout; the development split's trainings beside it, never resumed there
+                checkpoints = args.workdir / ("hetrec-development" if args.development_split else "hetrec")
                 checkpoints.mkdir(parents=True, exist_ok=True)
             vectors, summary = train_and_embed(inputs, variant, args.seed, training_options(args),
                                                (args.hidden_dim, args.embedding_dim), checkpoints,
@@ -230,23 +259,33 @@ def main(argv: list[str]) -> None:
         np.save(args.vectors, vectors)
         print(json.dumps({"trained": {k: v for k, v in summary.items() if k != "history"}}), flush=True)
 
-    def show(method: str, setting, factory) -> None:
-        started = time.perf_counter()
-        result = evaluator.users(factory, setting, "valid")
-        line = {"method": method, "setting": repr(setting),
-                "valid_hr@10": round(float(result.metric("hr@10").mean()), 4),
-                "valid_ndcg@10": round(float(result.metric("ndcg@10").mean()), 4),
-                "seconds": round(time.perf_counter() - started, 1)}
-        if args.segments:
-            line.update(segments(evaluator, factory(evaluator.user_targets("valid"), setting), result))
-        print(json.dumps(line), flush=True)
+    def show(method: str, setting, factory) -> dict:
+        results = {}
+        for name in slices:
+            started = time.perf_counter()
+            result = results[name] = evaluator.users(factory, setting, name)
+            prefix = "valid" if name == "valid" else "dev_test"
+            line = {"method": method, "setting": repr(setting),
+                    f"{prefix}_hr@10": round(float(result.metric("hr@10").mean()), 4),
+                    f"{prefix}_ndcg@10": round(float(result.metric("ndcg@10").mean()), 4),
+                    "seconds": round(time.perf_counter() - started, 1)}
+            if args.segments:
+                line.update(segments(evaluator, factory(evaluator.user_targets(name), setting), result, name))
+            print(json.dumps(line), flush=True)
+        return results
 
+    on_graph = inputs.csr.pin_degree() > 0  # evaluation rows are graph rows in the bench
     embedded = {"pinsage": vectors} if args.skip_content else {"pinsage": vectors,
                                                                 "content": inputs.graph.features}
     for method, vecs in embedded.items():
         factory = embedding_users(EmbeddingScorer(vecs).items)
+        graph_factory = embedding_users(EmbeddingScorer(vecs).items, on_graph)
         for setting in args.settings:
-            show(method, setting, factory)
+            every = show(method, setting, factory)
+            if args.graph_queries:
+                graph = show(method + " graph queries", setting, graph_factory)
+                print(json.dumps({"method": method + " graph queries - all pins", "setting": repr(setting),
+                                  **graph_minus_all(graph, every)}), flush=True)
         walk_users = transition_factory(vecs)
         for setting in args.walk_settings:
             show(method + " transitions", setting, walk_users)
@@ -255,8 +294,11 @@ def main(argv: list[str]) -> None:
     generate = pixie_generator(inputs.csr, np.arange(inputs.csr.num_pins), evaluator.data.num_items,
                                PIXIE_CANDIDATES, 0)
     pixie = pixie_users(generate(PIXIE_USER_STEPS), evaluator.data.num_items)
+    graph_pixie = pixie_users(generate(PIXIE_USER_STEPS), evaluator.data.num_items, on_graph)
     for n in args.pixie_latest:
         show("Pixie", n, pixie)
+        if args.graph_queries:
+            show("Pixie graph queries", n, graph_pixie)
     if args.versus_pixie is not None:
         seeds = [vectors] + [np.load(path) for path in args.other_seeds]
         print(json.dumps(versus_pixie(evaluator, seeds, pixie, args.versus_pixie, args.settings)), flush=True)

@@ -227,13 +227,33 @@ class Evaluator:
                          pixie_users(generate(user_steps), self.data.num_items), list(latest))
 
 
-def embedding_users(items: np.ndarray) -> UserScorerFactory:
-    """Users by pin vectors: setting ``(num_latest, blend[, temperature])`` of ``USER_QUERY_SETTINGS``."""
+def latest_queries(history: Sequences, num_latest: int,
+                   query_pins: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Each user's ``num_latest`` latest pins, newest first (``Sequences.latest``); with ``query_pins`` (an (N,)
+    bool), the latest among those pins only, and a user with none of them keeps their latest pins of any kind."""
+    ptr, rows = history.latest(num_latest)
+    if query_pins is None:
+        return ptr, rows
+    kept_ptr, kept_rows = history.subset(np.asarray(query_pins, dtype=bool)[history.items]).latest(num_latest)
+    use_kept = np.diff(kept_ptr) > 0
+    users = np.arange(len(use_kept))
+    kept_owner, owner = np.repeat(users, np.diff(kept_ptr)), np.repeat(users, np.diff(ptr))
+    rest = ~use_kept[owner]
+    merged_owner = np.concatenate([kept_owner, owner[rest]])
+    order = np.argsort(merged_owner, kind="stable")  # per user: newest first, as both lists are
+    counts = np.bincount(merged_owner, minlength=len(users))
+    return (np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+            np.concatenate([kept_rows, rows[rest]])[order].astype(np.int64))
+
+
+def embedding_users(items: np.ndarray, query_pins: np.ndarray | None = None) -> UserScorerFactory:
+    """Users by pin vectors: setting ``(num_latest, blend[, temperature])`` of ``USER_QUERY_SETTINGS``, the
+    latest pins among ``query_pins`` when given (``latest_queries``)."""
 
     def users(targets: UserTargets, setting) -> MultiVectorScorer:
         num_latest, blend = setting[:2]
         temperature = setting[2] if len(setting) > 2 else DEFAULT_BLEND_TEMPERATURE
-        ptr, rows = targets.history.latest(num_latest)
+        ptr, rows = latest_queries(targets.history, num_latest, query_pins)
         return MultiVectorScorer(items, ptr, rows, blend=blend, temperature=temperature)
 
     return users
@@ -261,11 +281,12 @@ def pixie_generator(graph: BipartiteCSR, row_of_graph_pin: np.ndarray, num_items
     return generator
 
 
-def pixie_users(generate: Callable, num_items: int) -> UserScorerFactory:
-    """Users by one Pixie walk from their ``num_latest`` latest pins, weighted 1, 1/2, 1/3, ... newest first."""
+def pixie_users(generate: Callable, num_items: int, query_pins: np.ndarray | None = None) -> UserScorerFactory:
+    """Users by one Pixie walk from their ``num_latest`` latest pins (among ``query_pins`` when given,
+    ``latest_queries``), weighted 1, 1/2, 1/3, ... newest first."""
 
     def users(targets: UserTargets, num_latest: int) -> CandidateScorer:
-        ptr, rows = targets.history.latest(num_latest)
+        ptr, rows = latest_queries(targets.history, num_latest, query_pins)
         position = np.arange(len(rows)) - np.repeat(ptr[:-1], np.diff(ptr))
         weights = 1.0 / (1.0 + position)
         owner = np.repeat(np.arange(len(ptr) - 1), np.diff(ptr))

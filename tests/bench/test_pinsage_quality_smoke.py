@@ -23,7 +23,7 @@ from embeddings.graph.walks import WalkConfig
 from embeddings.pinsage.data import PinGraph, PositivePairs, with_query_width
 from embeddings.pinsage.evaluation import ITEM_TASK, USER_TASK, MethodResult
 from embeddings.pinsage.training import TrainingOptions
-from tests.data.test_importers import write_hetrec
+from tests.data.test_importers import write_hetrec, write_two_listeners
 
 DAY_US = 86_400 * 10**6
 
@@ -96,6 +96,27 @@ def test_public_inputs_add_board_partners_to_the_training_pairs_only(tmp_path) -
     assert {tuple(p) for p in plain.pairs.train.tolist()} <= {tuple(p) for p in boards.pairs.train.tolist()}
     np.testing.assert_array_equal(with_boards.pairs["valid"], data.pairs["valid"])
     np.testing.assert_array_equal(with_boards.pairs["test"], data.pairs["test"])
+
+
+def test_the_development_split_scores_the_valid_saves_as_its_test_slice_without_reading_test(tmp_path) -> None:
+    source = write_two_listeners(tmp_path / "hetrec")
+    walk = WalkConfig(num_steps=50, top_t=2, band=(1, 2), num_band_samples=1)
+    inputs, data = public_inputs(source, walk, None, 0)
+    dev_inputs, dev = public_inputs(source, walk, None, 0, development=True)
+    row = {int(pin): r for r, pin in enumerate(inputs.graph.pin_ids)}
+    assert dev_inputs.stats["saves_per_slice"] == {"train": 5, "valid": 1, "test": 2}
+    assert inputs.stats["saves_per_slice"] == {"train": 6, "valid": 2, "test": 2}
+    # The development TEST slice is the VALID slice, with the same history before it ...
+    real_valid, dev_test = data.user_targets("valid"), dev.user_targets("test")
+    assert sorted(dev_test.targets.nonzero()[1].tolist()) == [row[5], row[8]]
+    assert (dev_test.targets != real_valid.targets).nnz == 0
+    np.testing.assert_array_equal(dev_test.history.items, real_valid.history.items)
+    # ... no TEST save is read (artist 6 only ever appears in TEST) ...
+    assert row[6] not in dev.items.tolist() and row[6] in data.items.tolist()
+    # ... and a dev-VALID pin (artist 4, saved by user 5 only) is in that history but off the dev graph.
+    assert row[4] in dev_test.history.items.tolist()
+    assert dev_inputs.csr.pin_degree()[row[4]] == 0 < inputs.csr.pin_degree()[row[4]]
+    assert "development split test" in dev.split["test"]
 
 
 def test_history_queries_ask_for_each_new_pin_from_the_users_latest_distinct_pins() -> None:

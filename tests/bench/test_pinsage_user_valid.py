@@ -18,7 +18,7 @@ from bench.diagnostics.pinsage_user_valid import (
 )
 from embeddings.data.engagement import TRAIN, VALID
 from embeddings.pinsage.evaluation import EvaluationData, Evaluator
-from tests.data.test_importers import write_hetrec
+from tests.data.test_importers import write_hetrec, write_two_listeners
 
 # pins 0-2 point one way, 3-5 the other; pin 1 sits nearest to pin 0
 ITEMS = np.array([[1, 0], [0.99, 0.14], [0.9, 0.44], [0, 1], [0.14, 0.99], [0.44, 0.9]], dtype=np.float32)
@@ -145,3 +145,23 @@ def test_a_variant_trains_that_row_of_the_ablation_table(tmp_path, capsys) -> No
     with pytest.raises(SystemExit):
         main(flags[:1] + [str(tmp_path / "missing")] + flags[2:] + ["--variant", "pinsage importance, T=10"])
     assert "is not a row of the ablation table" in capsys.readouterr().err
+
+
+def test_the_development_split_scores_its_test_slice_with_and_without_graph_queries(tmp_path, capsys) -> None:
+    source = write_two_listeners(tmp_path / "hetrec")  # a history pin of the development TEST slice is off the graph
+    flags = ["--hetrec-path", str(source), "--workdir", str(tmp_path / "work"), "--threads", "1", "--epochs", "1",
+             "--patience", "1", "--ppr-steps", "50", "--num-neighbors", "2", "--valid-pairs", "10",
+             "--settings", "5:sum", "--knn", "--pixie-latest", "5", "--skip-content",
+             "--vectors", str(tmp_path / "v.npy")]
+    with pytest.raises(SystemExit):  # the development TEST slice only, never TEST
+        main(flags + ["--dev-test"])
+    assert "needs --development-split" in capsys.readouterr().err
+    main(flags + ["--development-split", "--dev-test", "--graph-queries"])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert [p.name for p in (tmp_path / "work").iterdir()] == ["hetrec-development"]
+    scored = {(line["method"], "dev_test_hr@10" in line) for line in lines if "setting" in line}
+    assert {("pinsage", True), ("pinsage graph queries", True), ("Pixie", True), ("Pixie graph queries", True),
+            ("pinsage", False)} <= scored
+    difference = next(line for line in lines if line.get("method") == "pinsage graph queries - all pins")
+    assert difference["valid_hr@10"] == [0.0, 0.0, 0.0]  # no VALID history pin is off the graph
+    assert len(difference["dev_test_hr@10"]) == 3

@@ -60,6 +60,18 @@ def write_hetrec(folder: Path, tagged_rows: list[str] = TAGGED_ROWS) -> Path:
     return folder
 
 
+def write_two_listeners(folder: Path) -> Path:
+    """HetRec with 8 artists: user 5 saves artists 1-6 on six days (per-user split: TEST 6, VALID 5), user 6
+    saves 2, 7, 8, 3 (TEST 3, VALID 8). In the development split user 5's history before its TEST slice (the
+    VALID saves) holds artist 4, a development-VALID save of user 5 alone, so off the development graph."""
+    rows = [f"5\t{a}\t10\t{a}\t1\t2009" for a in range(1, 7)]
+    rows += [f"6\t{a}\t11\t{day}\t2\t2009" for day, a in enumerate((2, 7, 8, 3), start=1)]
+    source = write_hetrec(folder, rows)
+    (source / "artists.dat").write_text("id\tname\turl\tpictureURL\n" + "".join(
+        f"{a}\tartist {a}\thttp://a\thttp://p\n" for a in range(1, 9)))
+    return source
+
+
 def write_movielens(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     _write(folder, "movies.csv", "movieId,title,genres\n"

@@ -9,6 +9,7 @@ import pyarrow as pa
 import pytest
 
 from embeddings.data.engagement import TEST, TRAIN, VALID, TimeSplit
+from embeddings.eval.protocols import Sequences
 from embeddings.graph.csr import BipartiteCSR
 from embeddings.pinsage.evaluation import (
     ITEM_TASK,
@@ -17,6 +18,7 @@ from embeddings.pinsage.evaluation import (
     Evaluator,
     embedding_users,
     evaluation_data_from_events,
+    latest_queries,
     pixie_generator,
     pixie_users,
     results_table,
@@ -136,3 +138,16 @@ def test_grids_are_arguments_and_the_public_user_scorers_reproduce_the_tuned_res
     generate = pixie_generator(graph, np.arange(6), 6, num_candidates=1000, seed=0)
     again = evaluator.users(pixie_users(generate(400), 6), 3, "test")
     np.testing.assert_array_equal(again.best_rank, pixie.results[(USER_TASK, "test")].best_rank)
+
+
+def test_latest_queries_keep_the_latest_pins_among_the_query_pins_and_fall_back_to_all() -> None:
+    # user 0 saved 1, 2, 3, 4 (newest last); user 1 saved 5, 6; user 2 nothing; user 3 saved 7, 8, 1
+    history = Sequences(np.array([0, 4, 6, 6, 9]), np.array([1, 2, 3, 4, 5, 6, 7, 8, 1]), 10)
+    query_pins = np.isin(np.arange(10), [1, 2, 4, 8])
+    ptr, rows = latest_queries(history, 2)
+    assert ptr.tolist() == [0, 2, 4, 4, 6] and rows.tolist() == [4, 3, 6, 5, 1, 8]
+    ptr, rows = latest_queries(history, 2, query_pins)
+    # user 0 skips 3 for 2; user 1 has no query pin and keeps its latest two; user 3's are both query pins
+    assert ptr.tolist() == [0, 2, 4, 4, 6] and rows.tolist() == [4, 2, 6, 5, 1, 8]
+    ptr, rows = latest_queries(history, 5, query_pins)
+    assert ptr.tolist() == [0, 3, 5, 5, 7] and rows.tolist() == [4, 2, 1, 6, 5, 1, 8]
