@@ -152,6 +152,11 @@ def segments(evaluator: Evaluator, scorer, result: RankingMetrics, slice_name: s
             "top10_cold_share": round(float((~warm_pin[listed]).mean()), 4)}
 
 
+def slice_label(name: str) -> str:
+    """The printed name of an evaluated slice: VALID, or the development split's TEST slice (never TEST itself)."""
+    return "valid" if name == "valid" else "dev_test"
+
+
 def graph_minus_all(graph: dict[str, RankingMetrics], every: dict[str, RankingMetrics]) -> dict:
     """Per slice: HR@10 and NDCG@10 with graph queries minus with all pins, 95% paired bootstrap over users."""
     out = {}
@@ -159,8 +164,7 @@ def graph_minus_all(graph: dict[str, RankingMetrics], every: dict[str, RankingMe
         for metric in ("hr@10", "ndcg@10"):
             a, b = paired_values(result, every[name], metric)
             diff = paired_bootstrap(a, b, 2000, seed=0)
-            prefix = "valid" if name == "valid" else "dev_test"
-            out[f"{prefix}_{metric}"] = [round(diff.mean, 4), round(diff.ci_low, 4), round(diff.ci_high, 4)]
+            out[f"{slice_label(name)}_{metric}"] = [round(diff.mean, 4), round(diff.ci_low, 4), round(diff.ci_high, 4)]
     return out
 
 
@@ -264,7 +268,7 @@ def main(argv: list[str]) -> None:
         for name in slices:
             started = time.perf_counter()
             result = results[name] = evaluator.users(factory, setting, name)
-            prefix = "valid" if name == "valid" else "dev_test"
+            prefix = slice_label(name)
             line = {"method": method, "setting": repr(setting),
                     f"{prefix}_hr@10": round(float(result.metric("hr@10").mean()), 4),
                     f"{prefix}_ndcg@10": round(float(result.metric("ndcg@10").mean()), 4),
@@ -278,8 +282,8 @@ def main(argv: list[str]) -> None:
     embedded = {"pinsage": vectors} if args.skip_content else {"pinsage": vectors,
                                                                 "content": inputs.graph.features}
     for method, vecs in embedded.items():
-        factory = embedding_users(EmbeddingScorer(vecs).items)
-        graph_factory = embedding_users(EmbeddingScorer(vecs).items, on_graph)
+        items = EmbeddingScorer(vecs).items
+        factory, graph_factory = embedding_users(items), embedding_users(items, on_graph)
         for setting in args.settings:
             every = show(method, setting, factory)
             if args.graph_queries:
@@ -293,8 +297,8 @@ def main(argv: list[str]) -> None:
         show("item-kNN", k, evaluator.item_knn_users)
     generate = pixie_generator(inputs.csr, np.arange(inputs.csr.num_pins), evaluator.data.num_items,
                                PIXIE_CANDIDATES, 0)
-    pixie = pixie_users(generate(PIXIE_USER_STEPS), evaluator.data.num_items)
-    graph_pixie = pixie_users(generate(PIXIE_USER_STEPS), evaluator.data.num_items, on_graph)
+    walks = generate(PIXIE_USER_STEPS)
+    pixie, graph_pixie = (pixie_users(walks, evaluator.data.num_items, q) for q in (None, on_graph))
     for n in args.pixie_latest:
         show("Pixie", n, pixie)
         if args.graph_queries:
