@@ -33,6 +33,10 @@ pins off the graph, as TEST's histories do (VALID's never do); only then does ``
 too. ``--graph-queries`` adds each PinSage, content and Pixie line with the query pins restricted to pins on the
 TRAIN graph (``latest_queries``), and prints PinSage's graph-query minus all-pin difference per setting with its
 95% paired bootstrap interval.
+
+``--epoch-vectors DIR`` (when it trains) keeps every epoch's embeddings and validation record in DIR, and the
+epoch the training kept; ``bench/diagnostics/pinsage_epoch_choice.py`` compares that epoch with the one best on
+the VALID user task.
 """
 from __future__ import annotations
 
@@ -187,6 +191,21 @@ def versus_pixie(evaluator: Evaluator, seeds: list[np.ndarray], pixie, latest: i
     return out
 
 
+def save_epoch(directory: Path, record: dict, vectors: np.ndarray) -> None:
+    """One epoch's embeddings (``epochNN.npy``) and its validation record (a line of ``epochs.jsonl``)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    np.save(directory / f"epoch{record['epoch']:02d}.npy", vectors)
+    with open(directory / "epochs.jsonl", "a") as f:
+        f.write(json.dumps({k: v for k, v in record.items() if isinstance(v, (int, float))}) + "\n")
+
+
+def save_run(directory: Path, args, summary: dict) -> None:
+    """The finished training's kept epoch and what it was trained on (``run.json``), beside its epochs."""
+    run = {"seed": args.seed, "development_split": args.development_split, "best_epoch": summary["best_epoch"],
+           "epochs_run": summary["epochs_run"], "resumed": summary["resumed"]}
+    (directory / "run.json").write_text(json.dumps(run, indent=1) + "\n")
+
+
 def main(argv: list[str]) -> None:
     parser = build_parser()
     parser.description = __doc__.splitlines()[0]
@@ -221,6 +240,9 @@ def main(argv: list[str]) -> None:
                         help="with --development-split: score its TEST slice (VALID's saves) as well")
     parser.add_argument("--graph-queries", action="store_true",
                         help="also score with query pins restricted to the TRAIN graph's pins")
+    parser.add_argument("--epoch-vectors", type=Path, default=None, metavar="DIR",
+                        help="when training, keep every epoch's embeddings and validation record in DIR "
+                             "(bench/diagnostics/pinsage_epoch_choice.py reads them)")
     args = parser.parse_args(argv)
     if args.dev_test and not args.development_split:
         parser.error("--dev-test scores the development split's TEST slice; it needs --development-split")
@@ -238,10 +260,18 @@ def main(argv: list[str]) -> None:
     set_threads(args, args.threads)
     inputs, data = hetrec_inputs(args, development=args.development_split)
     evaluator = Evaluator(data)
+    if args.epoch_vectors is not None and (args.epoch_vectors / "epochs.jsonl").exists():
+        parser.error(f"--epoch-vectors {args.epoch_vectors} already holds a training's epochs")
     if args.vectors.exists():
+        if args.epoch_vectors is not None:
+            parser.error(f"--epoch-vectors keeps a training's epochs, but {args.vectors} exists: nothing trains")
         vectors = np.load(args.vectors)
     else:
         def score_epoch(record: dict, epoch_vectors: np.ndarray) -> None:
+            if args.epoch_vectors is not None:
+                save_epoch(args.epoch_vectors, record, epoch_vectors)
+            if not args.per_epoch:
+                return
             factory = embedding_users(EmbeddingScorer(epoch_vectors).items)
             users = {repr(setting): round(float(evaluator.users(factory, setting, "valid").metric("hr@10").mean()), 4)
                      for setting in args.settings}
@@ -258,9 +288,11 @@ def main(argv: list[str]) -> None:
             vectors, summary = train_and_embed(inputs, variant, args.seed, training_options(args),
                                                (args.hidden_dim, args.embedding_dim), checkpoints,
                                                resume=args.workdir is not None,
-                                               on_epoch=score_epoch if args.per_epoch else None,
-                                               id_dim=args.id_dim)
+                                               on_epoch=score_epoch if args.per_epoch or args.epoch_vectors
+                                               else None, id_dim=args.id_dim)
         np.save(args.vectors, vectors)
+        if args.epoch_vectors is not None:
+            save_run(args.epoch_vectors, args, summary)
         print(json.dumps({"trained": {k: v for k, v in summary.items() if k != "history"}}), flush=True)
 
     def show(method: str, setting, factory) -> dict:
