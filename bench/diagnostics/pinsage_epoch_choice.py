@@ -42,7 +42,6 @@ from embeddings.pinsage.evaluation import (  # noqa: E402
     embedding_users,
 )
 
-WAYS = ("kept", "user")
 METRICS = ("user_hr@10", "user_ndcg@10", "i2i_hr@10")
 
 
@@ -79,7 +78,7 @@ def load_run(directory: Path) -> Run:
 
 
 def choose(evaluator: Evaluator, run: Run, settings: list) -> dict[str, tuple[int, tuple]]:
-    """{way: (epoch, user setting)} for the ``WAYS``, each chosen on VALID only."""
+    """{"kept": (epoch, user setting), "user": (epoch, user setting)}, each chosen on VALID only."""
     valid: dict[tuple[int, tuple], RankingMetrics] = {}
     for epoch, vectors in sorted(run.epochs.items()):
         factory = embedding_users(EmbeddingScorer(vectors).items)
@@ -98,7 +97,8 @@ def score(evaluator: Evaluator, run: Run, choice: tuple[int, tuple], slice_name:
     return {"user": users, "i2i": evaluator.item_to_item(scorer, slice_name)}
 
 
-def result_and_metric(scored: dict[str, RankingMetrics], name: str) -> RankingMetrics:
+def result_and_metric(scored: dict[str, RankingMetrics], name: str) -> tuple[RankingMetrics, str]:
+    """A ``METRICS`` name's result and metric: "i2i_hr@10" -> (the item-to-item result, "hr@10")."""
     task, metric = name.split("_", 1)
     return scored["i2i" if task == "i2i" else "user"], metric
 

@@ -246,6 +246,10 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     if args.dev_test and not args.development_split:
         parser.error("--dev-test scores the development split's TEST slice; it needs --development-split")
+    if args.epoch_vectors is not None and args.vectors.exists():
+        parser.error(f"--epoch-vectors keeps a training's epochs, but {args.vectors} exists: nothing trains")
+    if args.epoch_vectors is not None and (args.epoch_vectors / "epochs.jsonl").exists():
+        parser.error(f"--epoch-vectors {args.epoch_vectors} already holds a training's epochs")
     slices = ("valid", "test") if args.dev_test else ("valid",)
     # Every training is a row of the bench's ablation table, so its checkpoint is the one the bench resumes.
     rows = {v.name: v for v in ablation_variants(ABLATIONS, (args.seed,), 1, args.loss, args.num_neighbors)}
@@ -260,11 +264,7 @@ def main(argv: list[str]) -> None:
     set_threads(args, args.threads)
     inputs, data = hetrec_inputs(args, development=args.development_split)
     evaluator = Evaluator(data)
-    if args.epoch_vectors is not None and (args.epoch_vectors / "epochs.jsonl").exists():
-        parser.error(f"--epoch-vectors {args.epoch_vectors} already holds a training's epochs")
     if args.vectors.exists():
-        if args.epoch_vectors is not None:
-            parser.error(f"--epoch-vectors keeps a training's epochs, but {args.vectors} exists: nothing trains")
         vectors = np.load(args.vectors)
     else:
         def score_epoch(record: dict, epoch_vectors: np.ndarray) -> None:
