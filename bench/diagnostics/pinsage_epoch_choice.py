@@ -29,20 +29,23 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bench.diagnostics.pinsage_user_valid import parse_setting  # noqa: E402
-from bench.pinsage_quality import build_parser, hetrec_inputs  # noqa: E402
+from bench.pinsage_quality import build_parser, hetrec_inputs, paired_differences  # noqa: E402
 from embeddings.eval.baselines import tune_on_validation  # noqa: E402
-from embeddings.eval.bootstrap import paired_bootstrap, paired_values  # noqa: E402
+from embeddings.eval.bootstrap import paired_values  # noqa: E402
 from embeddings.eval.metrics import RankingMetrics  # noqa: E402
 from embeddings.eval.scorers import EmbeddingScorer  # noqa: E402
 from embeddings.pinsage.evaluation import (  # noqa: E402
+    ITEM_TASK,
     TUNING_METRIC,
     USER_QUERY_SETTINGS,
     USER_TASK,
     Evaluator,
+    MethodResult,
     embedding_users,
 )
 
-METRICS = ("user_hr@10", "user_ndcg@10", "i2i_hr@10")
+METRICS = {"user_hr@10": (USER_TASK, "hr@10"), "user_ndcg@10": (USER_TASK, "ndcg@10"),
+           "i2i_hr@10": (ITEM_TASK, "hr@10")}
 
 
 @dataclass
@@ -89,34 +92,29 @@ def choose(evaluator: Evaluator, run: Run, settings: list) -> dict[str, tuple[in
     return {"kept": kept, "user": tune_on_validation(list(valid), valid.__getitem__, metric).best}
 
 
-def score(evaluator: Evaluator, run: Run, choice: tuple[int, tuple], slice_name: str) -> dict[str, RankingMetrics]:
-    """The chosen epoch's user task (with the chosen setting) and item-to-item task on ``slice_name``."""
+def score(evaluator: Evaluator, run: Run, way: str, choice: tuple[int, tuple]) -> MethodResult:
+    """The chosen epoch's user task (with the chosen setting) and item-to-item task on the TEST slice (the
+    development split's: ``main`` builds no other)."""
     epoch, setting = choice
     scorer = EmbeddingScorer(run.epochs[epoch])
-    users = evaluator.users(embedding_users(scorer.items), setting, slice_name)
-    return {"user": users, "i2i": evaluator.item_to_item(scorer, slice_name)}
+    users = evaluator.users(embedding_users(scorer.items), setting, "test")
+    return MethodResult(way, {USER_TASK: choice},
+                        {(USER_TASK, "test"): users, (ITEM_TASK, "test"): evaluator.item_to_item(scorer, "test")}, 0.0)
 
 
-def result_and_metric(scored: dict[str, RankingMetrics], name: str) -> tuple[RankingMetrics, str]:
-    """A ``METRICS`` name's result and metric: "i2i_hr@10" -> (the item-to-item result, "hr@10")."""
-    task, metric = name.split("_", 1)
-    return scored["i2i" if task == "i2i" else "user"], metric
-
-
-def compare(scored: list[dict[str, dict[str, RankingMetrics]]], samples: int = 2000) -> dict:
-    """``user`` minus ``kept``, x100: per seed, and paired over queries with each query's values averaged over
-    the seeds first ([mean, ci_low, ci_high], 95%)."""
+def compare(scored: list[dict[str, MethodResult]], samples: int = 2000) -> dict:
+    """``user`` minus ``kept`` on the TEST slice, x100: per seed, and paired over queries with each query's values
+    averaged over the seeds first ([mean, ci_low, ci_high], 95%; the bench's ``paired_differences``)."""
+    paired = paired_differences({way: [seed[way] for seed in scored] for way in ("user", "kept")}, {"kept"},
+                                primary="user", num_samples=samples)["kept"]
     out: dict = {"seeds": len(scored)}
-    for name in METRICS:
-        pairs = []
-        for seed in scored:
-            (ours, metric), (theirs, _) = (result_and_metric(seed[w], name) for w in ("user", "kept"))
-            pairs.append(paired_values(ours, theirs, metric))
-        per_seed = [100 * float(np.mean(a - b)) for a, b in pairs]
-        diff = paired_bootstrap(np.mean([a for a, _ in pairs], axis=0), np.mean([b for _, b in pairs], axis=0),
-                                samples, seed=0)
+    for name, (task, metric) in METRICS.items():
+        per_seed = [100 * float(np.mean(np.subtract(*paired_values(seed["user"].results[(task, "test")],
+                                                                   seed["kept"].results[(task, "test")], metric))))
+                    for seed in scored]
+        diff = paired[f"{task}/{metric}"]
         out[name] = {"per_seed": [round(d, 3) for d in per_seed], "mean": round(float(np.mean(per_seed)), 3),
-                     "paired": [round(100 * x, 3) for x in (diff.mean, diff.ci_low, diff.ci_high)]}
+                     "paired": [round(100 * diff[k], 3) for k in ("diff", "ci_low", "ci_high")]}
     return out
 
 
@@ -139,13 +137,14 @@ def main(argv: list[str]) -> None:
     scored = []
     for run in runs:
         choices = choose(evaluator, run, args.settings)
-        seed = {way: score(evaluator, run, choice, "test") for way, choice in choices.items()}
+        seed = {way: score(evaluator, run, way, choice) for way, choice in choices.items()}
         scored.append(seed)
         line: dict = {"run": str(run.directory), "seed": run.seed, "kept_epoch": run.kept_epoch}
         for way, choice in choices.items():
+            results = seed[way].results
             line[way] = {"epoch": choice[0], "setting": repr(choice[1]),
-                         **{f"dev_test_{name}": round(100 * float(t.metric(m).mean()), 3)
-                            for name in METRICS for t, m in [result_and_metric(seed[way], name)]}}
+                         **{f"dev_test_{name}": round(100 * float(results[(task, "test")].metric(m).mean()), 3)
+                            for name, (task, m) in METRICS.items()}}
         print(json.dumps(line), flush=True)
     print(json.dumps({"method": "user - kept, dev_test, x100", **compare(scored)}), flush=True)
 
