@@ -1,18 +1,20 @@
-"""Which epoch of a PinSage training to keep: the item-to-item VALID hit@10, or the VALID user task? (HetRec)
+"""Which epoch of a PinSage training to keep: the best item-to-item VALID hit@10, the VALID user task, or the last?
 
     .venv/bin/python bench/diagnostics/pinsage_epoch_choice.py --development-split DIR [DIR ...]
 
 Each DIR holds one seed's epochs, kept by ``bench/diagnostics/pinsage_user_valid.py --development-split
---epoch-vectors DIR`` (every epoch's embeddings, and the epoch the training kept). Per seed, two ways to pick the
-embeddings and the user setting (``--settings``, the bench's ``USER_QUERY_SETTINGS`` by default):
+--epoch-vectors DIR`` (every epoch's embeddings, and the epoch the training kept). Per seed, the bench's way to pick
+the embeddings and the user setting (``--settings``, the bench's ``USER_QUERY_SETTINGS`` by default) against a
+rival (``--rival``):
 
 - ``kept``, the bench's: the epoch the training kept (its best item-to-item VALID hit@10, the figure early stopping
   watches), then the user setting best on VALID by the bench's user tuning metric (``TUNING_METRIC``);
-- ``user``: the (epoch, user setting) best on VALID by that same metric, over every epoch.
+- ``user`` (the default rival): the (epoch, user setting) best on VALID by that same metric, over every epoch;
+- ``last``: the training's last epoch, then the user setting best on VALID by that same metric.
 
 Both are scored on the development split's TEST slice (VALID's saves with a TEST-shaped history; TEST itself is
 never read, so the flag is required): user HR@10 and NDCG@10 and item-to-item hit@10. Prints one JSON line per
-seed and a last line with ``user`` minus ``kept``: per seed, and over the seeds with each user's (pair's) values
+seed and a last line with the rival minus ``kept``: per seed, and over the seeds with each user's (pair's) values
 averaged over the seeds first, with a 95% paired bootstrap interval. Records nothing: docs/PINSAGE.md keeps what
 it decided.
 """
@@ -80,16 +82,24 @@ def load_run(directory: Path) -> Run:
     return Run(directory, run["seed"], run["best_epoch"], epochs)
 
 
-def choose(evaluator: Evaluator, run: Run, settings: list) -> dict[str, tuple[int, tuple]]:
-    """{"kept": (epoch, user setting), "user": (epoch, user setting)}, each chosen on VALID only."""
+def choose(evaluator: Evaluator, run: Run, settings: list, rival: str = "user") -> dict[str, tuple[int, tuple]]:
+    """{"kept": (epoch, user setting), rival: (epoch, user setting)}, each chosen on VALID only; the rival is
+    ``user`` (the best over every epoch) or ``last`` (the last epoch)."""
+    last = max(run.epochs)
+    epochs = sorted(run.epochs) if rival == "user" else sorted({run.kept_epoch, last})
     valid: dict[tuple[int, tuple], RankingMetrics] = {}
-    for epoch, vectors in sorted(run.epochs.items()):
-        factory = embedding_users(EmbeddingScorer(vectors).items)
+    for epoch in epochs:
+        factory = embedding_users(EmbeddingScorer(run.epochs[epoch]).items)
         for setting in settings:
             valid[(epoch, setting)] = evaluator.users(factory, setting, "valid")
     metric = TUNING_METRIC[USER_TASK]
-    kept = tune_on_validation([(run.kept_epoch, s) for s in settings], valid.__getitem__, metric).best
-    return {"kept": kept, "user": tune_on_validation(list(valid), valid.__getitem__, metric).best}
+
+    def best(epoch: int) -> tuple[int, tuple]:
+        return tune_on_validation([(epoch, s) for s in settings], valid.__getitem__, metric).best
+
+    if rival == "last":
+        return {"kept": best(run.kept_epoch), "last": best(last)}
+    return {"kept": best(run.kept_epoch), "user": tune_on_validation(list(valid), valid.__getitem__, metric).best}
 
 
 def score(evaluator: Evaluator, run: Run, way: str, choice: tuple[int, tuple]) -> MethodResult:
@@ -102,14 +112,14 @@ def score(evaluator: Evaluator, run: Run, way: str, choice: tuple[int, tuple]) -
                         {(USER_TASK, "test"): users, (ITEM_TASK, "test"): evaluator.item_to_item(scorer, "test")}, 0.0)
 
 
-def compare(scored: list[dict[str, MethodResult]], samples: int = 2000) -> dict:
-    """``user`` minus ``kept`` on the TEST slice, x100: per seed, and paired over queries with each query's values
+def compare(scored: list[dict[str, MethodResult]], rival: str = "user", samples: int = 2000) -> dict:
+    """The rival minus ``kept`` on the TEST slice, x100: per seed, and paired over queries with each query's values
     averaged over the seeds first ([mean, ci_low, ci_high], 95%; the bench's ``paired_differences``)."""
-    paired = paired_differences({way: [seed[way] for seed in scored] for way in ("user", "kept")}, {"kept"},
-                                primary="user", num_samples=samples)["kept"]
+    paired = paired_differences({way: [seed[way] for seed in scored] for way in (rival, "kept")}, {"kept"},
+                                primary=rival, num_samples=samples)["kept"]
     out: dict = {"seeds": len(scored)}
     for name, (task, metric) in METRICS.items():
-        per_seed = [100 * float(np.mean(np.subtract(*paired_values(seed["user"].results[(task, "test")],
+        per_seed = [100 * float(np.mean(np.subtract(*paired_values(seed[rival].results[(task, "test")],
                                                                    seed["kept"].results[(task, "test")], metric))))
                     for seed in scored]
         diff = paired[f"{task}/{metric}"]
@@ -126,6 +136,8 @@ def main(argv: list[str]) -> None:
                         help="user settings, e.g. 10:sum 200:softmax:0.1")
     parser.add_argument("--development-split", action="store_true",
                         help="required: score the development split's TEST slice (TEST itself is never read)")
+    parser.add_argument("--rival", choices=("user", "last"), default="user",
+                        help="the way set against the kept epoch: best on VALID users over every epoch, or the last")
     args = parser.parse_args(argv)
     if not args.development_split:
         parser.error("the comparison scores the development split's TEST slice; it needs --development-split")
@@ -136,7 +148,7 @@ def main(argv: list[str]) -> None:
     evaluator = Evaluator(data)
     scored = []
     for run in runs:
-        choices = choose(evaluator, run, args.settings)
+        choices = choose(evaluator, run, args.settings, args.rival)
         seed = {way: score(evaluator, run, way, choice) for way, choice in choices.items()}
         scored.append(seed)
         line: dict = {"run": str(run.directory), "seed": run.seed, "kept_epoch": run.kept_epoch}
@@ -146,7 +158,7 @@ def main(argv: list[str]) -> None:
                          **{f"dev_test_{name}": round(100 * float(results[(task, "test")].metric(m).mean()), 3)
                             for name, (task, m) in METRICS.items()}}
         print(json.dumps(line), flush=True)
-    print(json.dumps({"method": "user - kept, dev_test, x100", **compare(scored)}), flush=True)
+    print(json.dumps({"method": f"{args.rival} - kept, dev_test, x100", **compare(scored, args.rival)}), flush=True)
 
 
 if __name__ == "__main__":

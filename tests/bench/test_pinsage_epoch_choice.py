@@ -1,5 +1,5 @@
 """bench/diagnostics/pinsage_epoch_choice.py: the epoch kept by the training against the epoch best on the VALID
-user task, on literal data and on a tiny development-split training."""
+user task or the last epoch, on literal data and on a tiny development-split training."""
 
 from __future__ import annotations
 
@@ -26,6 +26,10 @@ def test_the_user_way_picks_the_epoch_best_on_valid_users_and_the_kept_way_the_t
     assert choose(evaluator, run, settings) == {"kept": (1, (1, "sum")), "user": (2, (1, "sum"))}
     kept_best = Run(None, 0, kept_epoch=2, epochs=run.epochs)
     assert choose(evaluator, kept_best, settings) == {"kept": (2, (1, "sum")), "user": (2, (1, "sum"))}
+    near_last = Run(None, 0, kept_epoch=1, epochs={1: far, 2: far, 3: near})
+    assert choose(evaluator, near_last, settings, "last") == {"kept": (1, (1, "sum")), "last": (3, (1, "sum"))}
+    kept_last = Run(None, 0, kept_epoch=3, epochs=near_last.epochs)
+    assert choose(evaluator, kept_last, settings, "last") == {"kept": (3, (1, "sum")), "last": (3, (1, "sum"))}
 
 
 def test_a_development_training_keeps_every_epoch_and_the_choice_scores_its_test_slice(tmp_path, capsys) -> None:
@@ -59,6 +63,13 @@ def test_a_development_training_keeps_every_epoch_and_the_choice_scores_its_test
         gap = round(first["user"][f"dev_test_{name}"] - first["kept"][f"dev_test_{name}"], 3)
         assert last[name]["per_seed"] == pytest.approx([gap, gap], abs=2e-3)
         assert last[name]["paired"][0] == pytest.approx(gap, abs=2e-3)
+
+    main(data + ["--development-split", "--rival", "last", "--settings", "1:sum", "5:sum", "--", str(epochs)])
+    seed, versus = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert seed["kept"] == first["kept"] and seed["last"]["epoch"] == 2 and "user" not in seed
+    assert versus["method"] == "last - kept, dev_test, x100" and versus["seeds"] == 1
+    gap = round(seed["last"]["dev_test_user_hr@10"] - seed["kept"]["dev_test_user_hr@10"], 3)
+    assert versus["user_hr@10"]["per_seed"] == pytest.approx([gap], abs=2e-3)
 
 
 def test_an_unfinished_or_resumed_training_is_refused(tmp_path) -> None:
