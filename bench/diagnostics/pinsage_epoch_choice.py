@@ -1,6 +1,6 @@
 """Which epoch of a PinSage training to keep: the best item-to-item VALID hit@10, the VALID user task, or the last?
 
-    .venv/bin/python bench/diagnostics/pinsage_epoch_choice.py --development-split DIR [DIR ...]
+    .venv/bin/python bench/diagnostics/pinsage_epoch_choice.py --development-split [--rival last] DIR [DIR ...]
 
 Each DIR holds one seed's epochs, kept by ``bench/diagnostics/pinsage_user_valid.py --development-split
 --epoch-vectors DIR`` (every epoch's embeddings, and the epoch the training kept). Per seed, the bench's way to pick
@@ -92,14 +92,10 @@ def choose(evaluator: Evaluator, run: Run, settings: list, rival: str = "user") 
         factory = embedding_users(EmbeddingScorer(run.epochs[epoch]).items)
         for setting in settings:
             valid[(epoch, setting)] = evaluator.users(factory, setting, "valid")
-    metric = TUNING_METRIC[USER_TASK]
-
-    def best(epoch: int) -> tuple[int, tuple]:
-        return tune_on_validation([(epoch, s) for s in settings], valid.__getitem__, metric).best
-
-    if rival == "last":
-        return {"kept": best(run.kept_epoch), "last": best(last)}
-    return {"kept": best(run.kept_epoch), "user": tune_on_validation(list(valid), valid.__getitem__, metric).best}
+    candidates = {"kept": [(run.kept_epoch, s) for s in settings],
+                  rival: list(valid) if rival == "user" else [(last, s) for s in settings]}
+    return {way: tune_on_validation(options, valid.__getitem__, TUNING_METRIC[USER_TASK]).best
+            for way, options in candidates.items()}
 
 
 def score(evaluator: Evaluator, run: Run, way: str, choice: tuple[int, tuple]) -> MethodResult:
