@@ -14,6 +14,11 @@ scores blend; item-kNN's neighbor count; Pixie's query pins) are chosen on the v
 test slice is scored once with the choice. Item-kNN and popularity are fitted on the training slice only,
 the same engagement PinSage trains on.
 
+``Evaluator(refit_before_test=True)`` scores the test slice by the *refreshed* protocol instead, as a nightly
+rebuild would serve it: settings are still tuned on validation with the training-slice inputs, then item-kNN and
+popularity are refitted on every engagement before the test slice, and embeddings and Pixie score it with the
+test inputs their callers pass (vectors inferred over, and walks on, the graph rebuilt from those engagements).
+
 The data are labelled positive events (train / valid / test), so one evaluator serves the nightly time
 split (``load_time_split``) and a per-user split of a public dataset alike.
 """
@@ -24,7 +29,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -101,8 +106,12 @@ class EvaluationData:
 
     def train_matrix(self) -> sp.csr_matrix:
         """(U, N) 0/1 training-slice engagement (item-kNN and popularity are fitted on it)."""
-        train = self.labels == TRAIN
-        return Sequences.from_events(self.users[train], self.items[train], self.ts[train], self.num_users,
+        return self.engagement_matrix((TRAIN,))
+
+    def engagement_matrix(self, labels: Sequence[int]) -> sp.csr_matrix:
+        """(U, N) 0/1 engagement of the slices ``labels`` (TRAIN, VALID, TEST) together."""
+        kept = np.isin(self.labels, labels)
+        return Sequences.from_events(self.users[kept], self.items[kept], self.ts[kept], self.num_users,
                                      self.num_items).matrix()
 
     def user_targets(self, slice_name: str) -> UserTargets:
@@ -140,11 +149,13 @@ UserScorerFactory = Callable[[UserTargets, Hashable], Callable[[np.ndarray], np.
 class Evaluator:
     """Evaluates methods on ``EvaluationData``; builds each slice's targets once."""
 
-    def __init__(self, data: EvaluationData, *, chunk_size: int | None = None) -> None:
+    def __init__(self, data: EvaluationData, *, chunk_size: int | None = None,
+                 refit_before_test: bool = False) -> None:
         self.data = data
         self.chunk_size = chunk_size
+        self.refit_before_test = refit_before_test
         self._users = {name: data.user_targets(name) for name in SLICES}
-        self._knn: dict[int, sp.csr_matrix] = {}
+        self._knn: dict[tuple[int, str], sp.csr_matrix] = {}
         for name, targets in self._users.items():
             log.info("%s slice: %d item-to-item pairs, %d users with a next-save target (%s)", name,
                      len(data.pairs[name]), int((np.diff(targets.targets.indptr) > 0).sum()), data.split[name])
@@ -153,64 +164,109 @@ class Evaluator:
         """The slice's history and user targets (built once)."""
         return self._users[slice_name]
 
+    def refreshed(self, slice_name: str) -> bool:
+        """Whether ``slice_name`` is scored by the refreshed protocol (the test slice with ``refit_before_test``)."""
+        return self.refit_before_test and slice_name == "test"
+
+    def split(self, slice_name: str) -> str:
+        """The slice's split description, naming the refreshed protocol where it applies."""
+        refit = "; graph and fits refreshed with every engagement before it" if self.refreshed(slice_name) else ""
+        return self.data.split[slice_name] + refit
+
     def item_to_item(self, scorer, slice_name: str) -> RankingMetrics:
         pairs = self.data.pairs[slice_name]
         return evaluate_item_to_item(scorer, pairs[:, 0], pairs[:, 1], self.data.num_items,
-                                     split=self.data.split[slice_name], ks=ITEM_KS, mrr_scale=100,
+                                     split=self.split(slice_name), ks=ITEM_KS, mrr_scale=100,
                                      chunk_size=self.chunk_size)
 
     def users(self, make_scorer: UserScorerFactory, setting: Hashable, slice_name: str) -> RankingMetrics:
         targets = self.user_targets(slice_name)
-        return evaluate_users(make_scorer(targets, setting), targets, self.data.protocol(USER_TASK, slice_name),
-                              ks=USER_KS, chunk_size=self.chunk_size)
+        protocol = self.data.protocol(USER_TASK, slice_name)
+        protocol = replace(protocol, split=self.split(slice_name))
+        return evaluate_users(make_scorer(targets, setting), targets, protocol, ks=USER_KS,
+                              chunk_size=self.chunk_size)
 
     def _run(self, name: str, item_scorers: Callable[[Hashable], object], item_settings: Sequence[Hashable],
-             user_scorers: UserScorerFactory, user_settings: Sequence[Hashable]) -> MethodResult:
+             user_scorers: UserScorerFactory, user_settings: Sequence[Hashable],
+             test_item_scorers: Callable[[Hashable], object] | None = None,
+             test_user_scorers: UserScorerFactory | None = None) -> MethodResult:
+        """Tune on validation, then score the test slice with the chosen settings (by the ``test_*`` scorers
+        where given: the refreshed protocol's)."""
         started = time.perf_counter()
         results: dict[tuple[str, str], RankingMetrics] = {}
         item = tune_on_validation(item_settings, lambda s: self.item_to_item(item_scorers(s), "valid"),
                                   TUNING_METRIC[ITEM_TASK])
         results[(ITEM_TASK, "valid")] = item.results[item_settings.index(item.best)]
-        results[(ITEM_TASK, "test")] = self.item_to_item(item_scorers(item.best), "test")
+        results[(ITEM_TASK, "test")] = self.item_to_item((test_item_scorers or item_scorers)(item.best), "test")
         user = tune_on_validation(user_settings, lambda s: self.users(user_scorers, s, "valid"),
                                   TUNING_METRIC[USER_TASK])
         results[(USER_TASK, "valid")] = user.results[user_settings.index(user.best)]
-        results[(USER_TASK, "test")] = self.users(user_scorers, user.best, "test")
+        results[(USER_TASK, "test")] = self.users(test_user_scorers or user_scorers, user.best, "test")
         seconds = time.perf_counter() - started
         log.info("%s evaluated in %.1f s (item setting %r, user setting %r)", name, seconds, item.best, user.best)
         return MethodResult(name, {ITEM_TASK: item.best, USER_TASK: user.best}, results, seconds)
 
     def embeddings(self, name: str, vectors: np.ndarray,
-                   user_settings: Sequence[tuple] = USER_QUERY_SETTINGS) -> MethodResult:
-        """Cosine over pin vectors (a model's embeddings, or content features)."""
+                   user_settings: Sequence[tuple] = USER_QUERY_SETTINGS,
+                   test_vectors: np.ndarray | None = None) -> MethodResult:
+        """Cosine over pin vectors (a model's embeddings, or content features).
+
+        ``test_vectors``: the vectors that score the test slice under ``refit_before_test`` (required there: a
+        model's inference over the refreshed graph, or ``vectors`` again where nothing is refreshed)."""
+        if self.refit_before_test and test_vectors is None:
+            raise ValueError(f"{name}: the refreshed protocol (refit_before_test) needs the vectors that score "
+                             "the test slice (test_vectors)")
         scorer = EmbeddingScorer(vectors)
-        return self._run(name, lambda _: scorer, ["cosine"], embedding_users(scorer.items), list(user_settings))
+        test = None if test_vectors is None else EmbeddingScorer(test_vectors)
+        return self._run(name, lambda _: scorer, ["cosine"], embedding_users(scorer.items), list(user_settings),
+                         test_item_scorers=None if test is None else lambda _: test,
+                         test_user_scorers=None if test is None else embedding_users(test.items))
 
     def item_knn(self, name: str = "item_knn", neighbor_counts: Sequence[int] = KNN_NEIGHBORS) -> MethodResult:
-        """Item-kNN on co-engagement, the neighbor count chosen on validation (per task)."""
+        """Item-kNN on co-engagement, the neighbor count chosen on validation (per task); refitted on every
+        engagement before the test slice to score it under ``refit_before_test``."""
         identity = sp.identity(self.data.num_items, format="csr")
-        return self._run(name, lambda k: SparseScorer(identity, self.item_knn_similarity(k)), list(neighbor_counts),
-                         self.item_knn_users, list(neighbor_counts))
 
-    def item_knn_similarity(self, k: int) -> sp.csr_matrix:
-        """The training slice's item-kNN similarity with ``k`` neighbors (fitted once per k)."""
-        if k not in self._knn:
-            self._knn[k] = fit_item_knn(self.data.train_matrix(), k)
-        return self._knn[k]
+        def items(fit: str) -> Callable[[int], SparseScorer]:
+            return lambda k: SparseScorer(identity, self.item_knn_similarity(k, fit))
+
+        def users(fit: str) -> UserScorerFactory:
+            return lambda targets, k: SparseScorer(targets.history.matrix(), self.item_knn_similarity(k, fit))
+
+        refit = "before_test" if self.refit_before_test else "train"
+        return self._run(name, items("train"), list(neighbor_counts), users("train"), list(neighbor_counts),
+                         test_item_scorers=items(refit), test_user_scorers=users(refit))
+
+    def fit_matrix(self, fit: str) -> sp.csr_matrix:
+        """The engagement item-kNN and popularity are fitted on: ``"train"`` (the training slice) or
+        ``"before_test"`` (training and validation slices, the refreshed protocol's)."""
+        if fit not in ("train", "before_test"):
+            raise ValueError(f"fit must be 'train' or 'before_test', not {fit!r}")
+        return self.data.engagement_matrix((TRAIN,) if fit == "train" else (TRAIN, VALID))
+
+    def item_knn_similarity(self, k: int, fit: str = "train") -> sp.csr_matrix:
+        """Item-kNN similarity with ``k`` neighbors over ``fit_matrix(fit)`` (fitted once per k and fit)."""
+        if (k, fit) not in self._knn:
+            self._knn[(k, fit)] = fit_item_knn(self.fit_matrix(fit), k)
+        return self._knn[(k, fit)]
 
     def item_knn_users(self, targets: UserTargets, k: int) -> SparseScorer:
-        """A user scores the sum of their history pins' ``k``-neighbor similarities."""
+        """A user scores the sum of their history pins' ``k``-neighbor similarities (training-slice fit)."""
         return SparseScorer(targets.history.matrix(), self.item_knn_similarity(k))
 
     def popularity(self, name: str = "popularity") -> MethodResult:
-        """Distinct training users per pin; the same list for every query."""
-        scorer = ItemScoresScorer(item_popularity(self.data.train_matrix()))
-        return self._run(name, lambda _: scorer, ["distinct users"], lambda _t, _s: scorer, ["distinct users"])
+        """Distinct users per pin (training slice; every engagement before the test slice to score it under
+        ``refit_before_test``); the same list for every query."""
+        scorer = ItemScoresScorer(item_popularity(self.fit_matrix("train")))
+        test = ItemScoresScorer(item_popularity(self.fit_matrix("before_test"))) if self.refit_before_test else scorer
+        return self._run(name, lambda _: scorer, ["distinct users"], lambda _t, _s: scorer, ["distinct users"],
+                         test_item_scorers=lambda _: test, test_user_scorers=lambda _t, _s: test)
 
     def pixie(self, graph: BipartiteCSR, row_of_graph_pin: np.ndarray, name: str = "pixie",
               item_steps: int = PIXIE_ITEM_STEPS, user_steps: int = PIXIE_USER_STEPS,
               num_candidates: int = PIXIE_CANDIDATES,
-              latest: Sequence[int] = PIXIE_LATEST, seed: int = 0) -> MethodResult:
+              latest: Sequence[int] = PIXIE_LATEST, seed: int = 0,
+              test_graph: tuple[BipartiteCSR, np.ndarray] | None = None) -> MethodResult:
         """Pixie walk candidates (``embeddings.graph.pixie``); pins outside the candidates rank last.
 
         Args:
@@ -219,12 +275,23 @@ class Evaluator:
             item_steps / user_steps: the walk budget for one query pin / for a user's query pins.
             num_candidates: candidates kept per query.
             latest: the numbers of latest history pins tried as a user's (recency-weighted) queries.
+            test_graph: (CSR, row_of_graph_pin) the test slice's walks run on under ``refit_before_test``
+                (required there: the graph rebuilt from every engagement before the test slice).
         """
-        generate = pixie_generator(graph, row_of_graph_pin, self.data.num_items, num_candidates, seed)
-        identity = sp.identity(self.data.num_items, format="csr")
-        item_scorer = CandidateScorer(generate(item_steps), identity, self.data.num_items)
-        return self._run(name, lambda _: item_scorer, [f"{item_steps} steps"],
-                         pixie_users(generate(user_steps), self.data.num_items), list(latest))
+        if self.refit_before_test and test_graph is None:
+            raise ValueError(f"{name}: the refreshed protocol (refit_before_test) needs the graph its test walks "
+                             "run on (test_graph)")
+
+        def scorers(csr: BipartiteCSR, rows: np.ndarray) -> tuple[Callable, UserScorerFactory]:
+            generate = pixie_generator(csr, rows, self.data.num_items, num_candidates, seed)
+            identity = sp.identity(self.data.num_items, format="csr")
+            item_scorer = CandidateScorer(generate(item_steps), identity, self.data.num_items)
+            return lambda _: item_scorer, pixie_users(generate(user_steps), self.data.num_items)
+
+        items, users = scorers(graph, row_of_graph_pin)
+        test_items, test_users = (items, users) if test_graph is None else scorers(*test_graph)
+        return self._run(name, items, [f"{item_steps} steps"], users, list(latest),
+                         test_item_scorers=test_items, test_user_scorers=test_users)
 
 
 def latest_queries(history: Sequences, num_latest: int,

@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.pinsage_quality import (DEFAULT_ABLATIONS, PAIRED, PRIMARY, Inputs, Variant, ablation_list,
-                                   ablation_variants, bench_synthetic, board_pairs, build_parser, cap_pairs,
+from bench.pinsage_quality import (DEFAULT_ABLATIONS, PAIRED, PRIMARY, REFRESHED, Inputs, Variant, ablation_list,
+                                   ablation_variants, bench_hetrec, bench_synthetic, board_pairs, build_parser,
+                                   cap_pairs,
                                    format_paired, history_queries, next_save_pairs, paired_differences, ppr_pairs,
                                    public_inputs, record_name, same_day_pairs, sharpen, shared_options,
                                    train_and_embed, train_graph, training_options, weight_concentration)
@@ -117,6 +118,29 @@ def test_the_development_split_scores_the_valid_saves_as_its_test_slice_without_
     assert row[4] in dev_test.history.items.tolist()
     assert dev_inputs.csr.pin_degree()[row[4]] == 0 < inputs.csr.pin_degree()[row[4]]
     assert "development split test" in dev.split["test"]
+
+
+def test_refresh_builds_the_graph_of_every_save_before_test_and_leaves_training_alone(tmp_path) -> None:
+    source = write_two_listeners(tmp_path / "hetrec")
+    walk = WalkConfig(num_steps=50, top_t=2, band=(1, 2), num_band_samples=1)
+    plain, _ = public_inputs(source, walk, None, 0)
+    inputs, data = public_inputs(source, walk, None, 0, refresh=True)
+    assert plain.refreshed is None
+    row = {int(pin): r for r, pin in enumerate(inputs.graph.pin_ids)}
+    # the training graph, pairs and features are the plain ones
+    np.testing.assert_array_equal(inputs.graph.neighbors, plain.graph.neighbors)
+    np.testing.assert_array_equal(inputs.pairs.train, plain.pairs.train)
+    # the refreshed graph: an edge per TRAIN and VALID save (each user tags with one tag: one board each), none
+    # of TEST's
+    assert (inputs.csr.num_edges, inputs.refreshed.csr.num_edges) == (6, 8)
+    assert inputs.refreshed.csr.num_edges == int((data.labels != TEST).sum())
+    assert inputs.refreshed.csr.pin_degree()[row[6]] == 0  # artist 6 only ever appears in TEST
+    assert inputs.stats["refreshed_graph"]["edges"] == inputs.refreshed.csr.num_edges
+    np.testing.assert_array_equal(inputs.refreshed.graph.features, inputs.graph.features)
+    dev, _ = public_inputs(source, walk, None, 0, development=True, refresh=True)
+    # on the development split, "before its TEST slice" is every save but TEST's: the real TRAIN graph
+    assert dev.refreshed.csr.num_edges == inputs.csr.num_edges
+    np.testing.assert_array_equal(dev.refreshed.graph.neighbors, inputs.graph.neighbors)
 
 
 def test_history_queries_ask_for_each_new_pin_from_the_users_latest_distinct_pins() -> None:
@@ -378,3 +402,29 @@ def test_weight_decay_runs_flush_subnormals_in_every_torch_thread(weight_decay: 
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[2]).stdout.split()
     assert out == ["2", "0" if float(weight_decay) else str(1 << 22)]
+
+
+def test_bench_hetrec_adds_refreshed_rows_and_keeps_the_frozen_ones(tmp_path) -> None:
+    source = write_two_listeners(tmp_path / "hetrec")
+    flags = ["--hetrec-path", str(source), "--ppr-steps", "50", "--num-neighbors", "2", "--valid-pairs", "10",
+             "--epochs", "1", "--patience", "1", "--seeds", "1", "--ablations", "none"]
+    results = {}
+    for extra in ([], ["--refreshed"]):
+        args = build_parser().parse_args(flags + extra)
+        variants = ablation_variants(args.ablations, (0,), 1, args.loss, args.num_neighbors)
+        workdir = tmp_path / f"work{len(extra)}"
+        workdir.mkdir()
+        results[bool(extra)] = bench_hetrec(args, variants, training_options(args), workdir)[0]
+    frozen, both = results[False], results[True]
+    names = {PRIMARY, "content features", "item-kNN", "Pixie", "popularity"}
+    assert set(frozen) == names and set(both) == names | {n + REFRESHED for n in names}
+    for name in names:  # the frozen rows do not change, nor do the tuned settings under the refreshed protocol
+        for key in (f"{USER_TASK}/hr@10", f"{ITEM_TASK}/hr@10", f"{ITEM_TASK}/mrr"):
+            assert both[name][key] == frozen[name][key]
+        assert both[name + REFRESHED]["settings"] == both[name]["settings"]
+        assert "refreshed" in both[name + REFRESHED]["protocols"][USER_TASK]
+        assert "refreshed" not in both[name]["protocols"][USER_TASK]
+    # the refreshed primary is paired with the refreshed baselines, the frozen one with the frozen
+    assert set(both["Pixie" + REFRESHED][f"{PRIMARY} minus this"]) == set(both["Pixie"][f"{PRIMARY} minus this"])
+    assert f"{PRIMARY} minus this" not in both[PRIMARY + REFRESHED]
+    assert both["content features" + REFRESHED][f"{USER_TASK}/hr@10"] == both["content features"][f"{USER_TASK}/hr@10"]

@@ -9,7 +9,9 @@ import pyarrow as pa
 import pytest
 
 from embeddings.data.engagement import TEST, TRAIN, VALID, TimeSplit
+from embeddings.eval.baselines import fit_item_knn, item_popularity
 from embeddings.eval.protocols import Sequences
+from embeddings.eval.scorers import EmbeddingScorer, ItemScoresScorer, SparseScorer
 from embeddings.graph.csr import BipartiteCSR
 from embeddings.pinsage.evaluation import (
     ITEM_TASK,
@@ -151,3 +153,73 @@ def test_latest_queries_keep_the_latest_pins_among_the_query_pins_and_fall_back_
     assert ptr.tolist() == [0, 2, 4, 4, 6] and rows.tolist() == [4, 2, 6, 5, 1, 8]
     ptr, rows = latest_queries(history, 5, query_pins)
     assert ptr.tolist() == [0, 3, 5, 5, 7] and rows.tolist() == [4, 2, 1, 6, 5, 1, 8]
+
+
+def test_the_refreshed_protocol_scores_test_with_the_test_inputs_and_tunes_on_the_training_ones() -> None:
+    data = literal_data()
+    frozen, refreshed = Evaluator(data), Evaluator(data, refit_before_test=True)
+    bad = COMMUNITY_VECTORS[[3, 0, 4, 1, 5, 2]]
+    settings = [(1, "max"), (5, "sum")]
+    good = frozen.embeddings("m", COMMUNITY_VECTORS, settings)
+    served = refreshed.embeddings("m", COMMUNITY_VECTORS, settings, test_vectors=bad)
+    for task in (ITEM_TASK, USER_TASK):  # VALID (and so the setting) from the vectors trained on TRAIN ...
+        np.testing.assert_array_equal(served.results[(task, "valid")].best_rank,
+                                      good.results[(task, "valid")].best_rank)
+    assert served.settings == good.settings
+    # ... TEST from the test vectors at that setting
+    again = frozen.users(embedding_users(EmbeddingScorer(bad).items), good.settings[USER_TASK], "test")
+    np.testing.assert_array_equal(served.results[(USER_TASK, "test")].best_rank, again.best_rank)
+    assert served.results[(ITEM_TASK, "test")].mean()["mrr"] < good.results[(ITEM_TASK, "test")].mean()["mrr"]
+    assert "refreshed" in served.results[(USER_TASK, "test")].protocol
+    assert "refreshed" not in served.results[(USER_TASK, "valid")].protocol
+    assert "refreshed" not in good.results[(USER_TASK, "test")].protocol
+    with pytest.raises(ValueError, match="test_vectors"):
+        refreshed.embeddings("m", COMMUNITY_VECTORS)
+
+
+def test_the_refreshed_protocol_refits_item_knn_and_popularity_on_every_engagement_before_test() -> None:
+    data = literal_data()
+    frozen, refreshed = Evaluator(data), Evaluator(data, refit_before_test=True)
+    before_test = data.engagement_matrix((TRAIN, VALID))
+    assert before_test.sum() == sum(1 for e in EVENTS if e[2] != TEST)
+    # popularity: pin 4 leads TRAIN (3 users); with VALID, pins 0, 1, 3 and 4 tie at 3
+    pop, pop_served = frozen.popularity(), refreshed.popularity()
+    np.testing.assert_array_equal(pop.results[(USER_TASK, "valid")].best_rank,
+                                  pop_served.results[(USER_TASK, "valid")].best_rank)
+    direct = ItemScoresScorer(item_popularity(before_test))
+    again = frozen.item_to_item(direct, "test")
+    np.testing.assert_array_equal(pop_served.results[(ITEM_TASK, "test")].best_rank, again.best_rank)
+    # TEST's pair (5, 3): pin 3 has 1 TRAIN user, 3 with VALID, so it ranks higher refreshed
+    assert (pop_served.results[(ITEM_TASK, "test")].best_rank[1] < pop.results[(ITEM_TASK, "test")].best_rank[1])
+    # item-kNN: the neighbor count from VALID with the TRAIN fit, TEST with the fit on TRAIN + VALID
+    knn, knn_served = frozen.item_knn(neighbor_counts=(1, 5)), refreshed.item_knn(neighbor_counts=(1, 5))
+    assert knn_served.settings == knn.settings
+    k = knn.settings[USER_TASK]
+    similarity = refreshed.item_knn_similarity(k, "before_test")
+    np.testing.assert_allclose(similarity.toarray(), fit_item_knn(before_test, k).toarray())
+    again = frozen.users(lambda targets, _k: SparseScorer(targets.history.matrix(), similarity), k, "test")
+    np.testing.assert_array_equal(knn_served.results[(USER_TASK, "test")].best_rank, again.best_rank)
+    with pytest.raises(ValueError, match="'train' or 'before_test'"):
+        refreshed.fit_matrix("test")
+
+
+def test_the_refreshed_protocol_walks_the_test_graph_for_pixie() -> None:
+    data = literal_data()
+    mixed = BipartiteCSR.from_edges(np.arange(6), np.array([0, 1, 0, 1, 0, 1]), np.arange(6) + 100, np.array([7, 8]))
+    communities = BipartiteCSR.from_edges(np.arange(6), np.array([0, 0, 0, 1, 1, 1]), np.arange(6) + 100,
+                                          np.array([7, 8]))
+    rows = np.arange(6)
+    on_mixed = Evaluator(data).pixie(mixed, rows, item_steps=200, user_steps=400, latest=(1, 3))
+    on_communities = Evaluator(data).pixie(communities, rows, item_steps=200, user_steps=400, latest=(1, 3))
+    served = Evaluator(data, refit_before_test=True).pixie(mixed, rows, item_steps=200, user_steps=400,
+                                                           latest=(1, 3), test_graph=(communities, rows))
+    assert served.settings == on_mixed.settings
+    np.testing.assert_array_equal(served.results[(USER_TASK, "valid")].best_rank,
+                                  on_mixed.results[(USER_TASK, "valid")].best_rank)
+    generate = pixie_generator(communities, rows, 6, num_candidates=1000, seed=0)
+    again = Evaluator(data).users(pixie_users(generate(400), 6), on_mixed.settings[USER_TASK], "test")
+    np.testing.assert_array_equal(served.results[(USER_TASK, "test")].best_rank, again.best_rank)
+    assert served.results[(ITEM_TASK, "test")].mean()["hr@10"] == on_communities.results[(ITEM_TASK, "test")].mean()[
+        "hr@10"]
+    with pytest.raises(ValueError, match="test_graph"):
+        Evaluator(data, refit_before_test=True).pixie(mixed, rows, latest=(1,))
