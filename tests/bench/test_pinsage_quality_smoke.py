@@ -409,12 +409,13 @@ def test_bench_hetrec_adds_refreshed_rows_and_keeps_the_frozen_ones(tmp_path) ->
     flags = ["--hetrec-path", str(source), "--ppr-steps", "50", "--num-neighbors", "2", "--valid-pairs", "10",
              "--epochs", "1", "--patience", "1", "--seeds", "1", "--ablations", "none"]
     results = {}
-    for extra in ([], ["--refreshed"]):
+    assert build_parser().parse_args([]).refreshed  # the default since the development split's check
+    for extra in (["--no-refreshed"], []):
         args = build_parser().parse_args(flags + extra)
         variants = ablation_variants(args.ablations, (0,), 1, args.loss, args.num_neighbors)
         workdir = tmp_path / f"work{len(extra)}"
         workdir.mkdir()
-        results[bool(extra)] = bench_hetrec(args, variants, training_options(args), workdir)[0]
+        results[not extra] = bench_hetrec(args, variants, training_options(args), workdir)[0]
     frozen, both = results[False], results[True]
     names = {PRIMARY, "content features", "item-kNN", "Pixie", "popularity"}
     assert set(frozen) == names and set(both) == names | {n + REFRESHED for n in names}
