@@ -14,10 +14,10 @@ the importer's training tags in both.
 On the development split (``public_inputs(development=True)``) the scored slice is VALID's saves, and "every save
 before it" is the dev-TRAIN and dev-VALID saves. The trainings are the primary PinSage of the bench, resumed from
 ``DIR/hetrec-development`` of ``--checkpoints DIR`` (where ``pinsage_user_valid.py --development-split --workdir
-DIR`` leaves them; a missing one is trained there). Prints, as JSON lines and a Markdown table, each method's dev-test figures
-under both protocols, refreshed minus frozen per method, and PinSage minus each baseline under each protocol, all
-with 95% paired bootstrap intervals over users (item pairs for i2i), PinSage's seeds averaged per user. Records
-nothing: docs/PINSAGE.md keeps what it decided.
+DIR`` leaves them; a missing one is trained there). Prints, as JSON lines and a Markdown table, each method's
+dev-test figures under both protocols, refreshed minus frozen per method, and PinSage minus each baseline under
+each protocol, all with 95% paired bootstrap intervals over users (item pairs for i2i), PinSage's seeds averaged
+per user. Records nothing: docs/PINSAGE.md keeps what it decided.
 """
 from __future__ import annotations
 
