@@ -44,6 +44,7 @@ from bench.pinsage_quality import (  # noqa: E402
     paired_differences,
     seed_mean,
     set_threads,
+    summarize,
     train_variant,
     training_options,
 )
@@ -75,11 +76,10 @@ def refreshed_minus_frozen(frozen: dict[str, list[MethodResult]], refreshed: dic
 
 
 def means(methods: dict[str, list[MethodResult]]) -> dict[str, dict[str, float]]:
-    """Each method's scored-slice figures (x100), averaged over its seeds."""
-    return {name: {f"{task}/{metric}": round(100 * float(np.mean([r.results[(task, "test")].metric(metric).mean()
-                                                                  for r in runs])), 2)
-                   for task, metric in PAIRED}
-            for name, runs in methods.items()}
+    """Each method's scored-slice figures (x100), averaged over its seeds (the bench's ``summarize``)."""
+    keys = [f"{task}/{metric}" for task, metric in PAIRED]
+    return {name: {key: round(100 * summary[key]["mean"], 2) for key in keys}
+            for name, summary in ((name, summarize(name, runs)) for name, runs in methods.items())}
 
 
 def format_means(rows: dict[str, dict[str, dict[str, float]]]) -> str:
