@@ -368,7 +368,8 @@ def train_variant(inputs: Inputs, variant: Variant, seed: int, options: Training
                   workdir: Path, resume: bool = False,
                   on_epoch: Callable[[dict, np.ndarray], None] | None = None,
                   id_dim: int = 0) -> tuple[torch.nn.Module, dict]:
-    """Train one PinSage (checkpoints under ``workdir``): (the kept model, summary without ``seconds``).
+    """Train one PinSage (checkpoints under ``workdir``): (the kept model, summary; its ``seconds`` are the call's
+    wall time, a resumed run's loading included, ``train_seconds`` the training's across resumptions).
 
     ``resume``: continue from the run's checkpoint in ``workdir`` where one exists (a finished run is only
     loaded again; ``train`` refuses a checkpoint of other settings or data). ``on_epoch`` goes to ``train``.
@@ -379,6 +380,7 @@ def train_variant(inputs: Inputs, variant: Variant, seed: int, options: Training
                            pooling=variant.pooling, num_neighbors=graph.neighbors.shape[1],
                            num_ids=graph.num_pins if id_dim else 0, id_dim=id_dim)
     opts = dataclasses.replace(options, seed=seed, use_hard_negatives=variant.hard_negatives, loss=variant.loss)
+    started = time.perf_counter()
     checkpoint = workdir / f"{variant.name}-{variant.loss}-seed{seed}.pt".replace(" ", "_").replace(",", "")
     resumed = resume and checkpoint.exists()
     outcome = train(build_model(config), graph, inputs.pairs, opts, "cpu", checkpoint_path=checkpoint, resume=resume,
@@ -388,6 +390,7 @@ def train_variant(inputs: Inputs, variant: Variant, seed: int, options: Training
                "stopped_early": outcome.stopped_early, "steps": outcome.steps,
                "examples_per_s": round(outcome.examples_per_s, 1),
                "data_wait_share": round(outcome.data_wait_share, 4),
+               "seconds": round(time.perf_counter() - started, 1),
                "train_seconds": round(outcome.train_seconds, 1), "resumed": resumed,
                "history": [{k: (round(v, 5) if isinstance(v, float) else v) for k, v in h.items()}
                            for h in outcome.history]}
@@ -407,11 +410,9 @@ def train_and_embed(inputs: Inputs, variant: Variant, seed: int, options: Traini
                     workdir: Path, resume: bool = False,
                     on_epoch: Callable[[dict, np.ndarray], None] | None = None,
                     id_dim: int = 0) -> tuple[np.ndarray, dict]:
-    """Train one PinSage (``train_variant``) and embed every pin: ((P, D) float32, summary with ``seconds``)."""
-    started = time.perf_counter()
+    """Train one PinSage (``train_variant``) and embed every pin: ((P, D) float32, summary)."""
     model, summary = train_variant(inputs, variant, seed, options, dims, workdir, resume, on_epoch, id_dim)
-    vectors = embed_variant(model, inputs.graph, variant)
-    return vectors, {**summary, "seconds": round(time.perf_counter() - started, 1)}
+    return embed_variant(model, inputs.graph, variant), summary
 
 
 # ---- HetRec Last.fm -------------------------------------------------------------------------------
@@ -671,12 +672,10 @@ def bench_hetrec(args: argparse.Namespace, variants: Sequence[Variant], options:
     training: dict[str, list[dict]] = {}
     for variant in variants:
         for seed in variant.seeds:
-            started = time.perf_counter()
             model, summary = train_variant(inputs, variant, seed, options, (args.hidden_dim, args.embedding_dim),
                                            workdir, resume=resume, id_dim=args.id_dim)
             vectors = embed_variant(model, inputs.graph, variant)
-            training.setdefault(variant.name, []).append({**summary,
-                                                          "seconds": round(time.perf_counter() - started, 1)})
+            training.setdefault(variant.name, []).append(summary)
             name = f"{variant.name} seed {seed}"
             methods.setdefault(variant.name, []).append(evaluator.embeddings(name, vectors, HETREC_USER_SETTINGS))
             if served is not None:

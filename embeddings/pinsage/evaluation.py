@@ -231,7 +231,7 @@ class Evaluator:
             return lambda k: SparseScorer(identity, self.item_knn_similarity(k, fit))
 
         def users(fit: str) -> UserScorerFactory:
-            return lambda targets, k: SparseScorer(targets.history.matrix(), self.item_knn_similarity(k, fit))
+            return lambda targets, k: self.item_knn_users(targets, k, fit)
 
         refit = "before_test" if self.refit_before_test else "train"
         return self._run(name, items("train"), list(neighbor_counts), users("train"), list(neighbor_counts),
@@ -250,9 +250,9 @@ class Evaluator:
             self._knn[(k, fit)] = fit_item_knn(self.fit_matrix(fit), k)
         return self._knn[(k, fit)]
 
-    def item_knn_users(self, targets: UserTargets, k: int) -> SparseScorer:
-        """A user scores the sum of their history pins' ``k``-neighbor similarities (training-slice fit)."""
-        return SparseScorer(targets.history.matrix(), self.item_knn_similarity(k))
+    def item_knn_users(self, targets: UserTargets, k: int, fit: str = "train") -> SparseScorer:
+        """A user scores the sum of their history pins' ``k``-neighbor similarities (over ``fit_matrix(fit)``)."""
+        return SparseScorer(targets.history.matrix(), self.item_knn_similarity(k, fit))
 
     def popularity(self, name: str = "popularity") -> MethodResult:
         """Distinct users per pin (training slice; every engagement before the test slice to score it under
