@@ -604,7 +604,8 @@ def training_options(args: argparse.Namespace) -> TrainingOptions:
     return TrainingOptions(num_epochs=args.epochs, patience=args.patience, num_workers=1, log_every_s=30.0,
                            num_valid_pairs=args.valid_pairs, temperature=args.temperature,
                            learning_rate=args.learning_rate, weight_decay=args.weight_decay,
-                           num_shared_negatives=args.shared_negatives, batch_size=args.batch_size)
+                           num_shared_negatives=args.shared_negatives, batch_size=args.batch_size,
+                           log_q_weight=args.log_q_weight)
 
 
 # TrainingOptions fields that train_and_embed sets from the Variant and the seed
@@ -829,6 +830,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the primary model's loss (chosen on HetRec's validation slice, docs/PINSAGE.md)")
     parser.add_argument("--temperature", type=float, default=TrainingOptions.temperature,
                         help="the sampled softmax's temperature (TrainingOptions' default)")
+    parser.add_argument("--log-q-weight", type=float, default=TrainingOptions.log_q_weight,
+                        help="scales the sampled softmax's logQ correction (TrainingOptions' default, 1: unbiased)")
     parser.add_argument("--learning-rate", type=float, default=TrainingOptions.learning_rate,
                         help="Adam's learning rate (TrainingOptions' default)")
     parser.add_argument("--weight-decay", type=float, default=TrainingOptions.weight_decay,

@@ -68,6 +68,8 @@ class TrainingOptions:
             negatives, with the logQ correction; hard negatives are not used by it).
         margin: hinge margin of ``max_margin``.
         temperature: softmax temperature of ``sampled_softmax``.
+        log_q_weight: scales ``sampled_softmax``'s logQ correction (1: the unbiased correction; 0: none; above 1
+            the model is pushed further towards popular pins, which the correction already favors at serving).
         use_hard_negatives: the ablation switch for the hard-negative curriculum.
         max_hard_negatives: the curriculum's cap on hard negatives per query.
         learning_rate, weight_decay: Adam's (``weight_decay`` is its L2 term in the gradient). On CPU, train with
@@ -94,6 +96,7 @@ class TrainingOptions:
     loss: str = "max_margin"
     margin: float = 0.1
     temperature: float = 0.05
+    log_q_weight: float = 1.0
     use_hard_negatives: bool = True
     max_hard_negatives: int = 6
     learning_rate: float = 1e-3
@@ -122,6 +125,8 @@ class TrainingOptions:
                 raise ValueError(f"TrainingOptions.{name} must be >= 0, got {getattr(self, name)}")
         if self.max_steps is not None and self.max_steps <= 0:
             raise ValueError(f"TrainingOptions.max_steps must be positive or None, got {self.max_steps}")
+        if self.log_q_weight < 0:
+            raise ValueError(f"TrainingOptions.log_q_weight must be >= 0, got {self.log_q_weight}")
         if self.margin < 0 or self.temperature <= 0 or self.learning_rate <= 0:
             raise ValueError(f"margin must be >= 0, temperature and learning_rate > 0 (got {self.margin}, "
                              f"{self.temperature}, {self.learning_rate})")
@@ -282,7 +287,8 @@ def batch_loss(model: PinSage, batch: Batch, options: TrainingOptions, device: t
     if options.loss == "sampled_softmax":
         candidates = torch.cat([positive, z[d(batch.negative)]])
         index = torch.arange(batch.num_pairs, device=device)
-        return sampled_softmax_loss(query, candidates, d(batch.log_q), index, options.temperature,
+        log_q = options.log_q_weight * d(batch.log_q)
+        return sampled_softmax_loss(query, candidates, log_q, index, options.temperature,
                                     d(batch.candidate_mask))
     hard = z[d(batch.hard)] if batch.hard.shape[1] else None  # (B, K, D)
     return max_margin_loss(query, positive, z[d(batch.negative)], options.margin, d(batch.negative_mask),

@@ -170,14 +170,14 @@ def test_public_inputs_add_history_queries_to_the_training_examples_only(tmp_pat
     np.testing.assert_array_equal(with_histories.pairs["test"], data.pairs["test"])
 
 
-def test_the_parser_sets_the_softmax_temperature_learning_rate_weight_decay_negatives_and_batch() -> None:
-    fields = ("temperature", "learning_rate", "weight_decay", "num_shared_negatives", "batch_size")
+def test_the_parser_sets_the_softmax_temperature_log_q_weight_learning_rate_weight_decay_negatives_and_batch() -> None:
+    fields = ("temperature", "log_q_weight", "learning_rate", "weight_decay", "num_shared_negatives", "batch_size")
     defaults = training_options(build_parser().parse_args([]))
     assert [getattr(defaults, f) for f in fields] == [getattr(TrainingOptions, f) for f in fields]
-    tuned = training_options(build_parser().parse_args(["--temperature", "0.02", "--learning-rate", "0.003",
-                                                        "--weight-decay", "0.0001", "--shared-negatives", "2000",
-                                                        "--batch-size", "1024"]))
-    assert [getattr(tuned, f) for f in fields] == [0.02, 0.003, 0.0001, 2000, 1024]
+    tuned = training_options(build_parser().parse_args(["--temperature", "0.02", "--log-q-weight", "2",
+                                                        "--learning-rate", "0.003", "--weight-decay", "0.0001",
+                                                        "--shared-negatives", "2000", "--batch-size", "1024"]))
+    assert [getattr(tuned, f) for f in fields] == [0.02, 2.0, 0.003, 0.0001, 2000, 1024]
 
 
 def test_by_default_every_hetrec_training_runs_to_the_epoch_cap() -> None:

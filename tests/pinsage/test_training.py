@@ -10,7 +10,9 @@ import torch
 
 from embeddings.pinsage.data import PositivePairs, with_query_width
 from embeddings.pinsage.inference import embed_all
+from embeddings.pinsage.loss import sampled_softmax_loss
 from embeddings.pinsage.model import PinSageConfig, build_model
+from embeddings.pinsage.sampling import block_from_tensors
 from embeddings.pinsage.training import (
     TrainingBatches,
     TrainingOptions,
@@ -198,6 +200,25 @@ def test_other_poolings_and_the_sampled_softmax_train(inputs, pooling, loss):
         assert [h["hard_negatives_per_query"] for h in out.history] == [0, 0]
 
 
+@pytest.mark.parametrize("weight", [0.0, 2.0])
+def test_the_log_q_weight_scales_the_sampled_softmax_correction(inputs, weight):
+    graph, pairs = inputs
+    options = TrainingOptions(**{**OPTIONS.to_dict(), "loss": "sampled_softmax", "log_q_weight": weight})
+    batch = TrainingBatches(graph, pairs.train, 1, options, 2, "importance")[0]
+    assert batch.log_q.std() > 0  # the batch's positives differ in popularity: the weight changes the logits
+    model, cpu = _model(), torch.device("cpu")
+    with torch.no_grad():
+        z = model(batch.x, [block_from_tensors(b) for b in batch.blocks])
+        query, candidates = z[batch.query.view(-1)], torch.cat([z[batch.positive], z[batch.negative]])
+        index = torch.arange(batch.num_pairs)
+        expected, unbiased = (sampled_softmax_loss(query, candidates, w * batch.log_q, index, options.temperature,
+                                                   batch.candidate_mask).item() for w in (weight, 1.0))
+        loss = batch_loss(model, batch, options, cpu).item()
+        default = batch_loss(model, batch, dataclasses.replace(options, log_q_weight=1.0), cpu).item()
+    assert loss == pytest.approx(expected, rel=1e-6) and default == pytest.approx(unbiased, rel=1e-6)
+    assert loss != pytest.approx(unbiased, rel=1e-3)
+
+
 def test_id_vectors_train_for_the_pins_batches_reach_and_stay_zero_for_the_rest(inputs):
     graph, pairs = inputs
     extra = 400  # pins no pair or neighborhood touches: only an occasional uniform negative reaches one
@@ -230,6 +251,8 @@ def test_options_and_devices_are_validated():
         TrainingOptions(loss="triplet")
     with pytest.raises(ValueError, match="batch_size must be positive, got 0"):
         TrainingOptions(batch_size=0)
+    with pytest.raises(ValueError, match="log_q_weight must be >= 0, got -1"):
+        TrainingOptions(log_q_weight=-1)
     assert resolve_device("cpu").type == "cpu"
     if not torch.cuda.is_available():
         assert resolve_device("auto").type == "cpu"
