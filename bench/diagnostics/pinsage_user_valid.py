@@ -21,7 +21,8 @@ pooling) share the 2 cores side by side.
 
 ``--segments`` splits each line by the target: HR@10 over users whose VALID target was saved in TRAIN
 ("warm": on the graph, within the walks' reach) and over the rest ("cold": reachable only through content
-features), with the share of cold pins in the method's top 10s.
+features), with the share of cold pins in the method's top 10s and how popular its top-10 pins and the targets
+are (median TRAIN savers).
 
 ``--versus-pixie N`` prints, per user setting, PinSage minus Pixie (latest N pins) on VALID: the mean per-user
 difference of HR@10 and NDCG@10 with its 95% paired bootstrap interval, each user's values averaged over the
@@ -136,12 +137,14 @@ def transition_factory(vectors: np.ndarray):
 
 
 def segments(evaluator: Evaluator, scorer, result: RankingMetrics, slice_name: str = "valid") -> dict:
-    """HR@10 over users with a warm target (saved in TRAIN) and a cold one, and the cold share of the top 10s.
+    """HR@10 over users with a warm target (saved in TRAIN) and a cold one, the cold share of the top 10s, and
+    how popular the listed pins and the targets are (median TRAIN savers: users who saved the pin in TRAIN).
 
     A user's target is cold when none of their targets has a TRAIN save (mode "next" gives one target).
     """
     targets = evaluator.user_targets(slice_name)
-    warm_pin = np.asarray(evaluator.data.train_matrix().sum(axis=0)).ravel() > 0
+    savers = np.asarray(evaluator.data.train_matrix().sum(axis=0)).ravel()
+    warm_pin = savers > 0
     users = result.query_ids
     warm_user = (targets.targets[users] @ warm_pin.astype(np.float64)) > 0
     hits = result.metric("hr@10")
@@ -153,7 +156,9 @@ def segments(evaluator: Evaluator, scorer, result: RankingMetrics, slice_name: s
 
     return {"warm_users": int(warm_user.sum()), "cold_users": int((~warm_user).sum()),
             "hr@10_warm": mean_hits(warm_user), "hr@10_cold": mean_hits(~warm_user),
-            "top10_cold_share": round(float((~warm_pin[listed]).mean()), 4)}
+            "top10_cold_share": round(float((~warm_pin[listed]).mean()), 4),
+            "top10_median_savers": float(np.median(savers[listed])),
+            "target_median_savers": float(np.median(savers[targets.targets[users].indices]))}
 
 
 def slice_label(name: str) -> str:

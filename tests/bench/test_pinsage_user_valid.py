@@ -81,6 +81,9 @@ def test_segments_split_hits_by_warm_and_cold_targets() -> None:
     assert out["hr@10_warm"] == 1.0 and out["hr@10_cold"] == 1.0
     # users 0 and 1 are shown pins 4, 3, 2 (2 cold of 3); user 2, who saved pin 2, pins 4, 3, 0, 1 (2 cold of 4)
     assert out["top10_cold_share"] == round(6 / 10, 4)
+    # TRAIN savers: pins 0 and 1 two users each, pin 2 one, pins 3 and 4 none; the lists' ten entries hold
+    # savers 0, 0, 1 twice and 0, 0, 2, 2 once (median 0); the targets (pin 2 twice, pin 3) 1, 1, 0 (median 1)
+    assert (out["top10_median_savers"], out["target_median_savers"]) == (0.0, 1.0)
 
 
 def test_versus_pixie_pairs_users_and_averages_their_values_over_seeds() -> None:
