@@ -69,7 +69,7 @@ class TrainingOptions:
         margin: hinge margin of ``max_margin``.
         temperature: softmax temperature of ``sampled_softmax``.
         log_q_weight: scales ``sampled_softmax``'s logQ correction (1: the unbiased correction; 0: none; above 1
-            the model is pushed further towards popular pins, which the correction already favors at serving).
+            it over-corrects: popular candidates' training logits drop further than their sampling rate asks).
         use_hard_negatives: the ablation switch for the hard-negative curriculum.
         max_hard_negatives: the curriculum's cap on hard negatives per query.
         learning_rate, weight_decay: Adam's (``weight_decay`` is its L2 term in the gradient). On CPU, train with
