@@ -423,7 +423,7 @@ def public_inputs(path: Path, walk: WalkConfig, max_gap_s: float | None, max_tra
                   ppr_positives: int = 0, text_dim: int = DEFAULT_TEXT_DIM,
                   weight_power: float = 1.0, board_partners: int = 0,
                   history: tuple[int, int] = (0, 0), development: bool = False,
-                  refresh: bool = False) -> tuple[Inputs, EvaluationData]:
+                  refresh: bool = False, refit: bool = False) -> tuple[Inputs, EvaluationData]:
     """Import a public dataset (``importers.DATASETS``: HetRec Last.fm here, MovieLens too for
     bench/pinnerformer_quality.py), keep its positive engagements (HetRec's are all saves; MovieLens's are
     ratings >= 4), split them per user, build graph / neighborhoods / features / pairs from TRAIN.
@@ -437,7 +437,12 @@ def public_inputs(path: Path, walk: WalkConfig, max_gap_s: float | None, max_tra
     per user again, so its TEST slice is exactly the VALID saves, scored with a history (dev-TRAIN + dev-VALID)
     that holds pins off the graph as TEST's does, and nothing of TEST is read.
     ``refresh`` also builds ``Inputs.refreshed``: the graph and PPR neighborhoods of every save before TEST, for
-    the refreshed protocol (``Evaluator(refit_before_test=True)``); the pin text keeps the importer's training tags."""
+    the refreshed protocol (``Evaluator(refit_before_test=True)``); the pin text keeps the importer's training tags.
+    ``refit`` builds the graph, neighborhoods and training pairs (partners included) from every save before TEST
+    (TRAIN + VALID), as a nightly training on all saves up to ``ds`` sees them, for a model refitted before TEST
+    is scored; the validation pairs stay VALID's, which such a model has trained on."""
+    if refit and history[0] and history[1]:
+        raise ValueError("public_inputs: refit does not build history queries (they read TRAIN's saves only)")
     imported = read_dataset(dataset, path)
     events, pins = imported.events, imported.pins.sort_by("pin_id")
     events = events.filter(pa.array(positive_mask(events.column("action").to_numpy(zero_copy_only=False),
@@ -458,7 +463,7 @@ def public_inputs(path: Path, walk: WalkConfig, max_gap_s: float | None, max_tra
     _, users = np.unique(user_ids, return_inverse=True)
     users = users.ravel().astype(np.int64)
 
-    train = labels == TRAIN
+    train = labels != TEST if refit else labels == TRAIN
     boards = events.column("board_id").to_numpy()
     features = content_features(pin_ids, pins.column("text").to_pylist(), text_dim=text_dim)
     graph, csr, ppr_s = pin_graph(pin_ids, features, rows[train], boards[train], walk, weight_power)
@@ -469,7 +474,7 @@ def public_inputs(path: Path, walk: WalkConfig, max_gap_s: float | None, max_tra
         refreshed = Refreshed(*pin_graph(pin_ids, features, rows[before], boards[before], walk, weight_power)[:2])
 
     pairs, pair_labels = next_save_pairs(users, rows, ts, labels, max_gap_s)
-    train_pairs = pairs[pair_labels == TRAIN]
+    train_pairs = pairs[(pair_labels != TEST) if refit else (pair_labels == TRAIN)]
     next_pairs = len(train_pairs)
     if day_partners:
         train_pairs = np.unique(np.concatenate([train_pairs, same_day_pairs(
@@ -489,6 +494,7 @@ def public_inputs(path: Path, walk: WalkConfig, max_gap_s: float | None, max_tra
     positive = PositivePairs(cap_pairs(train_pairs, max_train_pairs, seed=0), split_pairs["valid"])
     gap = "no gap limit" if max_gap_s is None else f"gap <= {max_gap_s / DAY_S:g} days"
     split = "development" if development else "per-user"
+    split += ", refitted on TRAIN + VALID" if refit else ""
     data = EvaluationData(
         num_items=len(pin_ids), users=users, items=rows, ts=ts, labels=labels, pairs=split_pairs,
         split={name: f"{split} split {name} (item pairs: next save, {gap})" for name in ("valid", "test")},
@@ -632,15 +638,15 @@ def set_threads(args: argparse.Namespace, threads: int) -> None:
 
 
 def hetrec_inputs(args: argparse.Namespace, development: bool = False,
-                  refresh: bool = False) -> tuple[Inputs, EvaluationData]:
+                  refresh: bool = False, refit: bool = False) -> tuple[Inputs, EvaluationData]:
     """HetRec Last.fm as the flags describe it (``public_inputs``; ``development``: its development split;
-    ``refresh``: with the graph of every save before TEST too)."""
+    ``refresh``: with the graph of every save before TEST too; ``refit``: built from TRAIN + VALID)."""
     max_gap_s = None if args.max_gap_days <= 0 else args.max_gap_days * DAY_S
     return public_inputs(Path(args.hetrec_path), walk_config(args), max_gap_s, args.max_train_pairs,
                          day_partners=args.day_partners, ppr_positives=args.ppr_positives,
                          board_partners=args.board_partners, history=(args.history_queries, args.history_copies),
                          text_dim=args.text_dim, weight_power=args.weight_power, development=development,
-                         refresh=refresh)
+                         refresh=refresh, refit=refit)
 
 
 def baseline_methods(evaluator: Evaluator, inputs: Inputs) -> dict[str, list[MethodResult]]:
