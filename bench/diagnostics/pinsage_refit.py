@@ -137,7 +137,7 @@ def score(args, chosen: dict[int, Chosen], record: dict) -> None:
                                  "test": {k: {m: v[m] for m in v if "/" in m} for k, v in earlier.items()}}},
                      default=str), flush=True)
     print(f"\nTEST, x100, {len(seeds)} seeds (mean ± std [min, max]); baselines under the refreshed protocol")
-    print(format_summary({**summaries, **{f"{k} (record {record['commit'][:7]})": v for k, v in earlier.items()}}))
+    print(format_summary({**summaries, **{f"{k} (record {record['commit']})": v for k, v in earlier.items()}}))
     print(f"\n{REFIT} minus each method, x100, 95% paired bootstrap interval over TEST queries")
     print(format_paired(paired, REFIT))
 
