@@ -121,8 +121,8 @@ def score(args, chosen: dict[int, Chosen], record: dict) -> None:
     for seed in seeds:
         vectors = np.load(args.workdir / "refit" / f"seed{seed}.npy")
         if vectors.shape[0] != inputs.graph.num_pins or not np.isfinite(vectors).all():
-            raise ValueError(f"seed {seed}: {args.workdir / 'refit'} holds {vectors.shape} vectors, not finite "
-                             f"({inputs.graph.num_pins} pins expected)")
+            raise ValueError(f"seed {seed}: {args.workdir / 'refit'}/seed{seed}.npy holds vectors of shape "
+                             f"{vectors.shape} ({inputs.graph.num_pins} pins expected) or values that are not finite")
         runs.append(served.embeddings(f"{REFIT} seed {seed}", vectors, (chosen[seed].user_setting,),
                                       test_vectors=vectors))
     methods = {REFIT: runs, **{name + REFRESHED: [dataclasses.replace(r, name=r.name + REFRESHED) for r in rs]

@@ -72,6 +72,10 @@ def test_the_refit_trains_each_seed_for_its_kept_epochs_and_scores_test(tmp_path
         key = f"{task}/{metric}"
         assert pixie[key]["diff"] == pytest.approx(out["test"][REFIT][key]["mean"]
                                                    - out["test"]["Pixie" + REFRESHED][key]["mean"], abs=1e-6)
+    corrupt = tmp_path / "work" / "refit" / "seed1.npy"
+    np.save(corrupt, np.full_like(np.load(corrupt), np.nan))
+    with pytest.raises(ValueError, match="seed1.npy"):
+        main(common + ["--score", "--seeds", "2"])
 
 
 def test_the_refit_refuses_a_record_of_other_training_options(tmp_path) -> None:
