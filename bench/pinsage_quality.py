@@ -666,6 +666,12 @@ def baseline_methods(evaluator: Evaluator, inputs: Inputs) -> dict[str, list[Met
             "popularity": [evaluator.popularity("popularity")]}
 
 
+def refreshed_baselines(served: Evaluator, inputs: Inputs) -> dict[str, list[MethodResult]]:
+    """``baseline_methods`` under the refreshed protocol (``served.refit_before_test``), named ``<method>, refreshed``
+    (``REFRESHED``), as the bench's refreshed rows are."""
+    return {name + REFRESHED: [dataclasses.replace(r, name=r.name + REFRESHED) for r in runs]
+            for name, runs in baseline_methods(served, inputs).items()}
+
 def bench_hetrec(args: argparse.Namespace, variants: Sequence[Variant], options: TrainingOptions,
                  workdir: Path, resume: bool = False) -> tuple[dict, pd.DataFrame, dict]:
     """Every variant's seeds and the baselines on HetRec, tuned on VALID, TEST scored once: (summaries, table,
@@ -695,8 +701,7 @@ def bench_hetrec(args: argparse.Namespace, variants: Sequence[Variant], options:
     methods.update(baseline_methods(evaluator, inputs))
     frozen = {name: runs for name, runs in methods.items() if not name.endswith(REFRESHED)}
     if served is not None:
-        for name, runs in baseline_methods(served, inputs).items():
-            methods[name + REFRESHED] = [dataclasses.replace(r, name=r.name + REFRESHED) for r in runs]
+        methods.update(refreshed_baselines(served, inputs))
     table = results_table([m for runs in methods.values() for m in runs])
     summaries = {name: summarize(name, runs) for name, runs in methods.items()}
     for name, runs in training.items():

@@ -37,12 +37,12 @@ from bench.pinsage_quality import (  # noqa: E402
     PRIMARY,
     REFRESHED,
     ablation_variants,
-    baseline_methods,
     build_parser,
     format_paired,
     format_summary,
     hetrec_inputs,
     paired_differences,
+    refreshed_baselines,
     set_threads,
     shared_options,
     summarize,
@@ -125,8 +125,7 @@ def score(args, chosen: dict[int, Chosen], record: dict) -> None:
                              f"{vectors.shape} ({inputs.graph.num_pins} pins expected) or values that are not finite")
         runs.append(served.embeddings(f"{REFIT} seed {seed}", vectors, (chosen[seed].user_setting,),
                                       test_vectors=vectors))
-    methods = {REFIT: runs, **{name + REFRESHED: [dataclasses.replace(r, name=r.name + REFRESHED) for r in rs]
-                               for name, rs in baseline_methods(served, inputs).items()}}
+    methods = {REFIT: runs, **refreshed_baselines(served, inputs)}
     summaries = {name: summarize(name, rs) for name, rs in methods.items()}
     paired = paired_differences(methods, set(), REFIT)
     earlier = {name: record["metrics"]["hetrec_lastfm"]["methods"][name]
